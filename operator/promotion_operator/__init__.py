@@ -1,0 +1,6 @@
+"""Promotion Operator: promote a tested version from one GitOps environment to the next."""
+
+__version__ = "0.1.0"
+
+API_GROUP = "promotion.gitops.dev"
+API_VERSION = "v1alpha1"

@@ -1,0 +1,1 @@
+"""Pure domain: models, reasons, errors, overlay editing, planning. No I/O here."""

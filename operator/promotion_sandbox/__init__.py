@@ -1,0 +1,1 @@
+"""Local, real stand-ins for a cluster, a git remote and a registry: for tests and the demo."""

@@ -1,0 +1,89 @@
+"""Argo CD's Application kind, for clusters without Argo CD: the CRD and status writes.
+
+Argo CD itself cannot run here; the operator only *reads* Applications, so the sandbox
+installs a CRD with the same group, names and status shape (no status subresource, as in
+Argo CD's own CRD) and writes `.status` the way Argo CD's application controller does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+APPLICATION_CRD: dict[str, Any] = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "applications.argoproj.io"},
+    "spec": {
+        "group": "argoproj.io",
+        "names": {
+            "kind": "Application",
+            "listKind": "ApplicationList",
+            "plural": "applications",
+            "singular": "application",
+            "shortNames": ["app", "apps"],
+        },
+        "scope": "Namespaced",
+        "versions": [
+            {
+                "name": "v1alpha1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "required": ["metadata", "spec"],
+                        "properties": {
+                            "apiVersion": {"type": "string"},
+                            "kind": {"type": "string"},
+                            "metadata": {"type": "object"},
+                            "spec": {
+                                "type": "object",
+                                "x-kubernetes-preserve-unknown-fields": True,
+                            },
+                            "status": {
+                                "type": "object",
+                                "x-kubernetes-preserve-unknown-fields": True,
+                            },
+                            "operation": {
+                                "type": "object",
+                                "x-kubernetes-preserve-unknown-fields": True,
+                            },
+                        },
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+def application(name: str, namespace: str, repo_url: str, path: str) -> dict[str, Any]:
+    """An Application that deploys `path` of `repo_url` (as a user would write it)."""
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "project": "default",
+            "source": {"repoURL": repo_url, "path": path, "targetRevision": "main"},
+            "destination": {"server": "https://kubernetes.default.svc", "namespace": name},
+        },
+    }
+
+
+def application_status(
+    images: Sequence[str],
+    *,
+    health: str = "Healthy",
+    sync: str = "Synced",
+    revision: str = "0" * 40,
+    operation_phase: str = "Succeeded",
+) -> dict[str, Any]:
+    """`.status` as Argo CD's controller writes it after syncing `images` (name:tag)."""
+    return {
+        "health": {"status": health},
+        "sync": {"status": sync, "revision": revision},
+        "summary": {"images": list(images)},
+        "operationState": {"phase": operation_phase, "syncResult": {"revision": revision}},
+    }

@@ -1,0 +1,95 @@
+"""Session fixtures: a real Kubernetes API server (or an existing cluster) with our CRDs.
+
+Set PROMOTION_OPERATOR_TEST_KUBECONFIG to run against an existing cluster (e.g. kind);
+otherwise etcd + kube-apiserver are built when missing and started for the session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Kube:
+    """A cluster the tests may use, with the matching kubectl."""
+
+    kubeconfig: Path
+    kubectl_path: str
+
+    def kubectl(
+        self, *args: str, input_text: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run kubectl against this cluster."""
+        result = subprocess.run(
+            [self.kubectl_path, f"--kubeconfig={self.kubeconfig}", *args],
+            input=input_text,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}"
+            )
+        return result
+
+    def apply(self, obj: dict[str, Any], *, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """kubectl apply one object."""
+        return self.kubectl("apply", "-f", "-", input_text=json.dumps(obj), check=check)
+
+    def get(self, kind: str, name: str, namespace: str) -> dict[str, Any]:
+        """kubectl get -o json."""
+        out = self.kubectl("get", kind, name, "-n", namespace, "-o", "json").stdout
+        result: dict[str, Any] = json.loads(out)
+        return result
+
+
+@pytest.fixture(scope="session")
+def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
+    """The cluster for the session, with our CRDs and the Argo CD Application CRD."""
+    from promotion_sandbox.argocd import APPLICATION_CRD
+
+    existing = os.environ.get("PROMOTION_OPERATOR_TEST_KUBECONFIG")
+    if existing:
+        kube = Kube(Path(existing), shutil.which("kubectl") or "kubectl")
+        plane = None
+    else:
+        from promotion_sandbox.controlplane import ControlPlane
+
+        plane = ControlPlane(tmp_path_factory.mktemp("controlplane"))
+        state = plane.start()
+        kube = Kube(plane.kubeconfig, str(Path(state.bin_dir) / "kubectl"))
+    try:
+        kube.kubectl("apply", "--server-side", "-f", str(REPO_ROOT / "crds"))
+        kube.apply(APPLICATION_CRD)
+        for crd in ("promotions", "environments"):
+            kube.kubectl(
+                "wait", "--for=condition=Established", f"crd/{crd}.promotion.gitops.dev"
+            )
+        kube.kubectl("wait", "--for=condition=Established", "crd/applications.argoproj.io")
+        yield kube
+    finally:
+        if plane is not None:
+            plane.stop()
+
+
+@pytest.fixture
+def namespace(kube: Kube) -> Iterator[str]:
+    """A fresh namespace for one test."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    kube.kubectl("create", "namespace", name)
+    yield name
+    kube.kubectl("delete", "namespace", name, "--wait=false", check=False)
