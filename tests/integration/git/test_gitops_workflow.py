@@ -1,0 +1,315 @@
+"""GitRepository against real remotes: persistent clone, commit and push, trailers, races."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+from gitcases import OVERLAY, SEED
+
+from promotion_operator.gitops import (
+    GitPushRejectedError,
+    GitRepository,
+    PushResult,
+    SSHAuth,
+)
+from promotion_sandbox.gitserver import (
+    branch_head,
+    commit_files,
+    commit_messages,
+    read_remote_file,
+)
+
+pytestmark = pytest.mark.integration
+
+NEW_OVERLAY = SEED[OVERLAY].replace("v20250812-a1b2c3d", "v20250819-f3b8541")
+MESSAGE = (
+    "Promote tvhub-prod to v20250819-f3b8541\n\n"
+    "Reason: color button fix\n\n"
+    "Promotion: tvhub/tvhub-prod-v20250819-f3b8541\n"
+    "Promotion-UID: 0b6c2d7e-uid\n"
+    "Promotion-Generation: 3\n"
+)
+TRAILERS = {"Promotion-UID": "0b6c2d7e-uid", "Promotion-Generation": "3"}
+
+
+def bump(worktree: Path) -> dict[str, str]:
+    """The edit a promotion makes: move prod's newTag."""
+    text = (worktree / OVERLAY).read_text()
+    return {OVERLAY: text.replace("v20250812-a1b2c3d", "v20250819-f3b8541")}
+
+
+def test_first_sync_clones_and_later_syncs_fetch_into_the_same_clone(
+    ssh_repo: GitRepository, bare_repo: Path, cache_dir: Path
+) -> None:
+    first = ssh_repo.sync()
+    assert first == branch_head(bare_repo)
+    git_dir = ssh_repo.worktree / ".git"
+    inode = git_dir.stat().st_ino
+    marker = git_dir / "objects" / "sandbox-marker"
+    marker.write_text("a fresh clone would not have this")
+
+    someone_else = commit_files(bare_repo, {"README.md": "hello\n"}, message="docs")
+    second = ssh_repo.sync()
+
+    assert second == someone_else  # the fetch brought the new commit
+    assert git_dir.stat().st_ino == inode  # ...into the same clone
+    assert marker.exists()
+    assert (ssh_repo.worktree / "README.md").read_text() == "hello\n"
+    clones = [p for p in cache_dir.iterdir() if p.is_dir()]
+    assert clones == [ssh_repo.worktree]
+
+
+def test_a_second_object_for_the_same_remote_reuses_the_clone(
+    ssh_repo: GitRepository, cache_dir: Path, ssh_auth: SSHAuth
+) -> None:
+    ssh_repo.sync()
+    inode = (ssh_repo.worktree / ".git").stat().st_ino
+    again = GitRepository(ssh_repo.url, "main", cache_dir=cache_dir, auth=ssh_auth)
+    again.sync()
+    assert again.worktree == ssh_repo.worktree
+    assert (again.worktree / ".git").stat().st_ino == inode
+
+
+def test_sync_discards_local_leftovers(ssh_repo: GitRepository) -> None:
+    ssh_repo.sync()
+    (ssh_repo.worktree / OVERLAY).write_text("half-written edit")
+    (ssh_repo.worktree / "stray.yaml").write_text("left by a crash")
+    ssh_repo.sync()
+    assert ssh_repo.read_file(OVERLAY) == SEED[OVERLAY]
+    assert not (ssh_repo.worktree / "stray.yaml").exists()
+
+
+def test_read_file_returns_the_text_byte_for_byte(ssh_repo: GitRepository, bare_repo: Path) -> None:
+    commit_files(bare_repo, {"crlf.yaml": "a: 1\r\nb: 2\r\n"})
+    ssh_repo.sync()
+    assert ssh_repo.read_file(OVERLAY) == SEED[OVERLAY]
+    assert ssh_repo.read_file("crlf.yaml") == "a: 1\r\nb: 2\r\n"
+
+
+def test_commit_and_push_lands_one_commit_with_the_message(
+    ssh_repo: GitRepository, bare_repo: Path
+) -> None:
+    before = len(commit_messages(bare_repo))
+
+    result = ssh_repo.commit_and_push(bump, MESSAGE)
+
+    assert result.changed
+    assert result.attempts == 1
+    assert result.commit == branch_head(bare_repo)
+    assert read_remote_file(bare_repo, OVERLAY) == NEW_OVERLAY
+    messages = commit_messages(bare_repo)
+    assert len(messages) == before + 1
+    assert messages[0] == MESSAGE.strip()
+    author = subprocess.run(
+        ["git", f"--git-dir={bare_repo}", "log", "-1", "--format=%an <%ae>|%cn <%ce>", "main"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert author.strip() == (
+        "Promotion Operator <promotion-operator@gitops.dev>|"
+        "Promotion Operator <promotion-operator@gitops.dev>"
+    )
+
+
+def test_commit_keeps_comment_like_lines_in_the_message(
+    ssh_repo: GitRepository, bare_repo: Path
+) -> None:
+    message = "Promote\n\n# not a comment: part of the reason\n\nPromotion-UID: x\n"
+    ssh_repo.commit_and_push(bump, message)
+    assert commit_messages(bare_repo)[0] == message.strip()
+
+
+def test_commit_and_push_creates_new_folders(ssh_repo: GitRepository, bare_repo: Path) -> None:
+    ssh_repo.commit_and_push(lambda _: {"promotions/p1.yaml": "kind: Promotion\n"}, "add")
+    assert read_remote_file(bare_repo, "promotions/p1.yaml") == "kind: Promotion\n"
+
+
+def test_find_commit_finds_the_newest_commit_with_all_trailers(
+    ssh_repo: GitRepository, bare_repo: Path
+) -> None:
+    assert ssh_repo.find_commit(TRAILERS) is None
+
+    first = ssh_repo.commit_and_push(bump, MESSAGE).commit
+    commit_files(bare_repo, {"README.md": "unrelated\n"}, message="docs")
+
+    assert ssh_repo.find_commit(TRAILERS) == first
+    assert ssh_repo.find_commit({"Promotion-UID": "0b6c2d7e-uid"}) == first
+    assert ssh_repo.find_commit({**TRAILERS, "Promotion-Generation": "4"}) is None
+    assert ssh_repo.find_commit({"Promotion-UID": "someone-else"}) is None
+
+
+def test_find_commit_sees_the_remote_without_an_explicit_sync(
+    ssh_repo: GitRepository, bare_repo: Path
+) -> None:
+    ssh_repo.sync()
+    theirs = commit_files(bare_repo, {"x": "1\n"}, message=MESSAGE)  # e.g. another replica
+    assert ssh_repo.find_commit(TRAILERS) == theirs
+
+
+def test_find_commit_respects_max_count(ssh_repo: GitRepository, bare_repo: Path) -> None:
+    ours = ssh_repo.commit_and_push(bump, MESSAGE).commit
+    for n in range(3):
+        commit_files(bare_repo, {"n.txt": f"{n}\n"}, message=f"later {n}")
+    assert ssh_repo.find_commit(TRAILERS, max_count=3) is None
+    assert ssh_repo.find_commit(TRAILERS, max_count=4) == ours
+
+
+def test_a_concurrent_commit_is_kept_and_our_edit_reapplied(
+    ssh_repo: GitRepository, bare_repo: Path
+) -> None:
+    seen_heads: list[str] = []
+
+    def edit_racing_with_ci(worktree: Path) -> Mapping[str, str]:
+        seen_heads.append(branch_head(bare_repo))
+        if len(seen_heads) == 1:
+            # CI pushes to the same branch after our fetch and before our push.
+            commit_files(bare_repo, {"k8s/overlays/dev/kustomization.yaml": "dev\n"}, message="ci")
+        return bump(worktree)
+
+    result = ssh_repo.commit_and_push(edit_racing_with_ci, MESSAGE)
+
+    assert result == PushResult(branch_head(bare_repo), 2, True)
+    assert len(seen_heads) == 2
+    assert (ssh_repo.worktree / "k8s/overlays/dev/kustomization.yaml").exists()
+    assert read_remote_file(bare_repo, "k8s/overlays/dev/kustomization.yaml") == "dev\n"
+    assert read_remote_file(bare_repo, OVERLAY) == NEW_OVERLAY
+    messages = commit_messages(bare_repo)
+    assert messages[:2] == [MESSAGE.strip(), "ci"]
+    assert messages.count(MESSAGE.strip()) == 1
+
+
+def test_if_the_race_already_made_our_change_nothing_is_committed(
+    ssh_repo: GitRepository, bare_repo: Path
+) -> None:
+    calls = 0
+
+    def edit(worktree: Path) -> Mapping[str, str] | None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            commit_files(bare_repo, {OVERLAY: NEW_OVERLAY}, message="a human did it first")
+            return bump(worktree)
+        text = (worktree / OVERLAY).read_text()
+        return None if text == NEW_OVERLAY else bump(worktree)
+
+    result = ssh_repo.commit_and_push(edit, MESSAGE)
+
+    assert result == PushResult(None, 2, False)
+    assert commit_messages(bare_repo)[0] == "a human did it first"
+
+
+def test_a_branch_that_keeps_moving_gives_a_retryable_push_rejection(
+    ssh_repo: GitRepository, bare_repo: Path
+) -> None:
+    calls = 0
+
+    def edit_always_losing(worktree: Path) -> Mapping[str, str]:
+        nonlocal calls
+        calls += 1
+        commit_files(bare_repo, {"busy.txt": f"{calls}\n"}, message=f"busy {calls}")
+        return bump(worktree)
+
+    with pytest.raises(GitPushRejectedError) as caught:
+        ssh_repo.commit_and_push(edit_always_losing, MESSAGE, max_attempts=3)
+
+    assert caught.value.retryable
+    assert caught.value.reason == "GitPushRejected"
+    assert calls == 3
+    assert MESSAGE.strip() not in commit_messages(bare_repo)
+
+
+@pytest.mark.parametrize("nothing", [None, {}])
+def test_no_change_means_no_commit(
+    ssh_repo: GitRepository, bare_repo: Path, nothing: Mapping[str, str] | None
+) -> None:
+    head = branch_head(bare_repo)
+    result = ssh_repo.commit_and_push(lambda _: nothing, MESSAGE)
+    assert result == PushResult(None, 1, False)
+    assert branch_head(bare_repo) == head
+
+
+def test_rewriting_identical_text_means_no_commit(ssh_repo: GitRepository, bare_repo: Path) -> None:
+    head = branch_head(bare_repo)
+    result = ssh_repo.commit_and_push(lambda _: {OVERLAY: SEED[OVERLAY]}, MESSAGE)
+    assert result == PushResult(None, 1, False)
+    assert branch_head(bare_repo) == head
+
+
+def test_parallel_promotions_in_one_process_both_land(
+    ssh_repo: GitRepository, bare_repo: Path, cache_dir: Path, ssh_auth: SSHAuth
+) -> None:
+    # Two objects, same remote and cache: the shared lock serialises them.
+    other = GitRepository(ssh_repo.url, "main", cache_dir=cache_dir, auth=ssh_auth)
+    results: list[PushResult] = []
+    errors: list[BaseException] = []
+
+    def promote(repo: GitRepository, name: str) -> None:
+        try:
+            results.append(repo.commit_and_push(lambda _: {name: name + "\n"}, f"add {name}"))
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=promote, args=(ssh_repo, "one.txt")),
+        threading.Thread(target=promote, args=(other, "two.txt")),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert errors == []
+    assert all(result.changed and result.attempts == 1 for result in results)
+    assert read_remote_file(bare_repo, "one.txt") == "one.txt\n"
+    assert read_remote_file(bare_repo, "two.txt") == "two.txt\n"
+
+
+def test_separate_caches_race_through_push_retries(
+    ssh_repo: GitRepository, bare_repo: Path, tmp_path: Path, ssh_auth: SSHAuth
+) -> None:
+    # Two replicas with their own caches: no shared clone, only the remote decides.
+    other = GitRepository(ssh_repo.url, "main", cache_dir=tmp_path / "other", auth=ssh_auth)
+    other.sync()
+    ssh_repo.commit_and_push(lambda _: {"one.txt": "1\n"}, "one")
+    result = other.commit_and_push(lambda _: {"two.txt": "2\n"}, "two")
+    assert result.changed
+    assert commit_messages(bare_repo)[:2] == ["two", "one"]
+
+
+def test_the_lock_is_also_a_file_lock_for_other_processes(ssh_repo: GitRepository) -> None:
+    lock_files = list(ssh_repo.worktree.parent.glob("*.lock"))
+    with ssh_repo.lock(), ssh_repo.lock():  # re-entrant in the holding thread
+        lock_files = list(ssh_repo.worktree.parent.glob("*.lock"))
+        assert len(lock_files) == 1
+        fd = os.open(lock_files[0], os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+    fd = os.open(lock_files[0], os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released on exit
+    finally:
+        os.close(fd)
+
+
+def test_https_token_clone_and_push(https_repo: GitRepository, bare_repo: Path) -> None:
+    assert https_repo.sync() == branch_head(bare_repo)
+    result = https_repo.commit_and_push(bump, MESSAGE)
+    assert result.changed
+    assert read_remote_file(bare_repo, OVERLAY) == NEW_OVERLAY
+    assert https_repo.find_commit(TRAILERS) == result.commit
+
+
+def test_file_remote_with_the_local_flag(bare_repo: Path, cache_dir: Path) -> None:
+    repo = GitRepository(f"file://{bare_repo}", "main", cache_dir=cache_dir, allow_file=True)
+    assert repo.sync() == branch_head(bare_repo)
+    assert repo.commit_and_push(bump, MESSAGE).changed
