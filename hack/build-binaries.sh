@@ -3,21 +3,23 @@
 # prebuilt downloads) and cache them per version outside the repo. A binary that is
 # already in the cache is never rebuilt, so this is cheap after the first run.
 #
-# Usage: hack/build-binaries.sh            # prints the bin folder on stdout
-# Env:   KUBE_VERSION (v1.36.3), ETCD_VERSION (v3.6.16),
+# Usage: hack/build-binaries.sh   # prints the bin folder on stdout (helm: $CACHE/bin/helm-<v>/helm)
+# Env:   KUBE_VERSION (v1.36.3), ETCD_VERSION (v3.6.16), HELM_VERSION (v3.22.0),
 #        PROMOTION_OPERATOR_CACHE (~/.cache/promotion-operator)
 set -euo pipefail
 
 KUBE_VERSION="${KUBE_VERSION:-v1.36.3}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
+HELM_VERSION="${HELM_VERSION:-v3.22.0}"
 CACHE="${PROMOTION_OPERATOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/promotion-operator}"
 BIN="$CACHE/bin/kube-$KUBE_VERSION-etcd-$ETCD_VERSION"
+HELM="$CACHE/bin/helm-$HELM_VERSION/helm"
 export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN="${GOTOOLCHAIN:-auto}"
 
 log() { echo "build-binaries: $*" >&2; }
 
 have_all() {
-  [ -x "$BIN/etcd" ] && [ -x "$BIN/kube-apiserver" ] && [ -x "$BIN/kubectl" ]
+  [ -x "$BIN/etcd" ] && [ -x "$BIN/kube-apiserver" ] && [ -x "$BIN/kubectl" ] && [ -x "$HELM" ]
 }
 
 if have_all; then
@@ -76,7 +78,17 @@ build_kube() {
   mv "$BIN/kubectl.tmp" "$BIN/kubectl"
 }
 
+build_helm() {
+  [ -x "$HELM" ] && return 0
+  log "building helm $HELM_VERSION (cold: a few minutes)"
+  mkdir -p "$(dirname "$HELM")"
+  GOBIN="$work/helm-bin" go install -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  mv "$work/helm-bin/helm" "$HELM"
+}
+
 ( build_etcd )
 ( build_kube )
+( build_helm )
 have_all || { log "build incomplete in $BIN"; exit 1; }
 echo "$BIN"

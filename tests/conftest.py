@@ -6,55 +6,17 @@ otherwise etcd + kube-apiserver are built when missing and started for the sessi
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from support.kube import Kube
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-@dataclass
-class Kube:
-    """A cluster the tests may use, with the matching kubectl."""
-
-    kubeconfig: Path
-    kubectl_path: str
-
-    def kubectl(
-        self, *args: str, input_text: str | None = None, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
-        """Run kubectl against this cluster."""
-        result = subprocess.run(
-            [self.kubectl_path, f"--kubeconfig={self.kubeconfig}", *args],
-            input=input_text,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=120,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(
-                f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}"
-            )
-        return result
-
-    def apply(self, obj: dict[str, Any], *, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """kubectl apply one object."""
-        return self.kubectl("apply", "-f", "-", input_text=json.dumps(obj), check=check)
-
-    def get(self, kind: str, name: str, namespace: str) -> dict[str, Any]:
-        """kubectl get -o json."""
-        out = self.kubectl("get", kind, name, "-n", namespace, "-o", "json").stdout
-        result: dict[str, Any] = json.loads(out)
-        return result
 
 
 @pytest.fixture(scope="session")
@@ -76,9 +38,7 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
         kube.kubectl("apply", "--server-side", "-f", str(REPO_ROOT / "crds"))
         kube.apply(APPLICATION_CRD)
         for crd in ("promotions", "environments"):
-            kube.kubectl(
-                "wait", "--for=condition=Established", f"crd/{crd}.promotion.gitops.dev"
-            )
+            kube.kubectl("wait", "--for=condition=Established", f"crd/{crd}.promotion.gitops.dev")
         kube.kubectl("wait", "--for=condition=Established", "crd/applications.argoproj.io")
         yield kube
     finally:

@@ -163,7 +163,8 @@ class ControlPlane:
     # -- helpers ---------------------------------------------------------------------
     def kubectl(self, *args: str, input_text: str | None = None, check: bool = True) -> str:
         """Run the matching kubectl as the admin; return stdout."""
-        assert self.state is not None, "control plane not started"
+        if self.state is None:
+            raise RuntimeError("control plane not started")
         result = subprocess.run(
             [str(Path(self.state.bin_dir) / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
             input=input_text,

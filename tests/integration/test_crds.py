@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from conftest import Kube
+from support.kube import Kube
 
 pytestmark = pytest.mark.integration
 

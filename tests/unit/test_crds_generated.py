@@ -41,11 +41,7 @@ def test_schema_is_structural(model: type) -> None:
     nodes = _walk(model_schema(model))
     for node in nodes:
         assert "$ref" not in node and "anyOf" not in node and "title" not in node
-    assert all(
-        "type" in n
-        for n in nodes
-        if "properties" in n or "pattern" in n or "items" in n
-    )
+    assert all("type" in n for n in nodes if "properties" in n or "pattern" in n or "items" in n)
 
 
 def test_every_spec_field_is_described() -> None:

@@ -25,7 +25,7 @@ class Reason(StrEnum):
     INVALID_SPEC = "InvalidSpec"
     VERSION_MISMATCH_PATTERN = "VersionDoesNotMatchPattern"
     ENVIRONMENT_NOT_FOUND = "EnvironmentNotFound"
-    SECRET_INVALID = "SecretInvalid"
+    SECRET_INVALID = "SecretInvalid"  # noqa: S105 - a reason, not a password
     INVALID_GIT_URL = "InvalidGitURL"
     INVALID_OVERLAY = "InvalidOverlay"
     IMAGE_NOT_IN_OVERLAY = "ImageNotInOverlay"

@@ -89,6 +89,11 @@ class Overlay(Model):
         pattern=r"^[^/].*$",
         description="Folder holding kustomization.yaml, relative to the repository root.",
     )
+    add_missing_images: bool = Field(
+        default=False,
+        description="Append an images entry for an image the overlay does not list yet "
+        "(default: fail, naming the image to add).",
+    )
 
 
 class ImageRef(Model):
@@ -155,8 +160,7 @@ class HealthSources(Model):
             "x-kubernetes-validations": [
                 {
                     "rule": "has(self.argocd) || has(self.deployments) || has(self.http)",
-                    "message": "set at least one of health.argocd, health.deployments, "
-                    "health.http",
+                    "message": "set at least one of health.argocd, health.deployments, health.http",
                 }
             ]
         }

@@ -1,0 +1,179 @@
+"""Health sources: how to tell what an environment runs and whether it is healthy.
+
+Each source turns what it observes into an `Observation`. The Argo CD and Deployment
+sources are pure functions over the objects (the lifecycle fetches them through `k8s`);
+the HTTP source does its own request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from promotion_operator.domain.models import HealthStatus, HTTPHealth
+
+Object = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one look at an environment showed."""
+
+    health: HealthStatus
+    images: dict[str, str | None] = field(default_factory=dict)  # image -> live tag
+    message: str = ""
+
+    @property
+    def live_version(self) -> str | None:
+        """The tag every image runs, or None when they differ or one is unknown."""
+        tags = set(self.images.values())
+        if len(tags) == 1:
+            return next(iter(tags))
+        return None
+
+    def runs(self, version: str) -> bool:
+        """Whether every image runs exactly `version`."""
+        return bool(self.images) and all(tag == version for tag in self.images.values())
+
+
+def split_reference(reference: str) -> tuple[str, str | None]:
+    """Split `name:tag` (or `name@digest`, or `name:tag@digest`) into (name, tag)."""
+    name = reference.split("@", 1)[0]
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    if colon > slash:
+        return name[:colon], name[colon + 1 :]
+    return name, None
+
+
+def _tags_of(references: Iterable[str], images: Sequence[str]) -> dict[str, str | None]:
+    found: dict[str, str | None] = dict.fromkeys(images)
+    for reference in references:
+        name, tag = split_reference(reference)
+        if name in found and tag is not None:
+            found[name] = tag
+    return found
+
+
+def combine(observations: Sequence[Observation]) -> Observation:
+    """Merge several sources: the worst health wins; images agree or show as unknown."""
+    if not observations:
+        return Observation(HealthStatus.UNKNOWN, message="no health source configured")
+    order = [
+        HealthStatus.DEGRADED,
+        HealthStatus.UNKNOWN,
+        HealthStatus.PROGRESSING,
+        HealthStatus.HEALTHY,
+    ]
+    worst = min((o.health for o in observations), key=order.index)
+    images: dict[str, str | None] = {}
+    for observation in observations:
+        for image, tag in observation.images.items():
+            if image in images and images[image] != tag:
+                images[image] = None
+            else:
+                images.setdefault(image, tag)
+    messages = "; ".join(o.message for o in observations if o.message)
+    return Observation(worst, images, messages)
+
+
+def observe_argocd(application: Object, images: Sequence[str], name: str) -> Observation:
+    """Read an Argo CD Application as Argo CD writes it.
+
+    Healthy means `status.health.status == Healthy` and `status.sync.status == Synced`;
+    the live tags come from `status.summary.images`.
+    """
+    status = application.get("status") or {}
+    health = (status.get("health") or {}).get("status")
+    sync = (status.get("sync") or {}).get("status")
+    tags = _tags_of((status.get("summary") or {}).get("images") or [], images)
+    operation = (status.get("operationState") or {}).get("phase")
+    if health == "Healthy" and sync == "Synced":
+        return Observation(HealthStatus.HEALTHY, tags, "")
+    message = f"Argo CD Application {name}: health {health or 'unknown'}, sync {sync or 'unknown'}"
+    if operation and operation not in ("Succeeded",):
+        message += f", operation {operation}"
+    if health in {"Degraded", "Missing"}:
+        return Observation(HealthStatus.DEGRADED, tags, message)
+    if health in ("Progressing", "Healthy") or sync == "OutOfSync" or operation == "Running":
+        return Observation(HealthStatus.PROGRESSING, tags, message)
+    return Observation(HealthStatus.UNKNOWN, tags, message)
+
+
+def _deployment_rolled_out(deployment: Object) -> tuple[bool, str]:
+    meta = deployment.get("metadata") or {}
+    spec = deployment.get("spec") or {}
+    status = deployment.get("status") or {}
+    name = meta.get("name", "?")
+    wanted = spec.get("replicas", 1)
+    if status.get("observedGeneration", 0) < meta.get("generation", 0):
+        return False, f"deployment {name}: rollout not observed yet"
+    if status.get("updatedReplicas", 0) < wanted:
+        return False, f"deployment {name}: {status.get('updatedReplicas', 0)}/{wanted} updated"
+    if status.get("availableReplicas", 0) < wanted:
+        return False, f"deployment {name}: {status.get('availableReplicas', 0)}/{wanted} available"
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "Available" and condition.get("status") != "True":
+            return False, f"deployment {name}: not Available"
+    return True, ""
+
+
+def observe_deployments(deployments: Sequence[Object], images: Sequence[str]) -> Observation:
+    """Healthy when every Deployment using one of the images is rolled out and Available."""
+    references: list[str] = []
+    problems: list[str] = []
+    for deployment in deployments:
+        containers = (((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}).get(
+            "containers"
+        ) or []
+        used = [c.get("image", "") for c in containers]
+        if not any(split_reference(ref)[0] in images for ref in used):
+            continue
+        references.extend(used)
+        ok, problem = _deployment_rolled_out(deployment)
+        if not ok:
+            problems.append(problem)
+    tags = _tags_of(references, images)
+    missing = [image for image, tag in tags.items() if tag is None]
+    if missing:
+        problems.append("no Deployment runs " + ", ".join(missing))
+    if problems:
+        return Observation(HealthStatus.PROGRESSING, tags, "; ".join(problems))
+    return Observation(HealthStatus.HEALTHY, tags, "")
+
+
+def _field(document: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(document, Mapping) or part not in document:
+            return None
+        document = document[part]
+    return document
+
+
+def observe_http(spec: HTTPHealth, images: Sequence[str], *, timeout: float = 5.0) -> Observation:
+    """GET the URL: healthy on the expected status; the version field (if any) gives the tag."""
+    try:
+        response = requests.get(spec.url, timeout=timeout)
+    except requests.RequestException as error:
+        return Observation(HealthStatus.UNKNOWN, message=f"GET {spec.url}: {type(error).__name__}")
+    if response.status_code != spec.expected_status:
+        return Observation(
+            HealthStatus.DEGRADED,
+            message=f"GET {spec.url}: status {response.status_code}, "
+            f"expected {spec.expected_status}",
+        )
+    if spec.version_field is None:
+        return Observation(HealthStatus.HEALTHY)
+    try:
+        version = _field(response.json(), spec.version_field)
+    except ValueError:
+        version = None
+    if not isinstance(version, str):
+        return Observation(
+            HealthStatus.UNKNOWN,
+            message=f"GET {spec.url}: no string field {spec.version_field} in the body",
+        )
+    return Observation(HealthStatus.HEALTHY, dict.fromkeys(images, version))

@@ -1,0 +1,240 @@
+"""A Promotion end to end: the operator process, the real API server, git remote and registry."""
+
+from __future__ import annotations
+
+import pytest
+
+from promotion_sandbox.world import (
+    NEW_VERSION,
+    OLD_VERSION,
+    UNTESTED_VERSION,
+    World,
+    promotion,
+)
+from support.kube import Kube
+from support.operator import OperatorProcess, events_of, status_of, wait_for
+
+pytestmark = pytest.mark.e2e
+PROD = "k8s/overlays/prod/kustomization.yaml"
+
+
+def setup_world(kube: Kube, world: World, namespace: str, **options: str) -> None:
+    for obj in world.objects(namespace, **options):
+        kube.apply(obj)
+
+
+def wait_phase(
+    kube: Kube,
+    operator: OperatorProcess,
+    namespace: str,
+    name: str,
+    phase: str,
+    timeout: float = 60,
+) -> dict[str, object]:
+    return dict(
+        wait_for(
+            f"{name} to reach {phase}",
+            lambda: (s := status_of(kube, namespace, name)).get("phase") == phase and s,
+            timeout=timeout,
+            logs=operator.logs,
+        )
+    )
+
+
+def conditions(status: dict[str, object]) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}  # type: ignore[attr-defined]
+
+
+def test_promotes_a_version_running_in_dev(
+    kube: Kube, operator: OperatorProcess, fresh_world: World, e2e_namespace: str
+) -> None:
+    ns = e2e_namespace
+    setup_world(kube, fresh_world, ns)
+    before = fresh_world.remote_head()
+    kube.apply(promotion(ns, "to-new", NEW_VERSION, reason="color button fix, checked in dev"))
+    status = wait_phase(kube, operator, ns, "to-new", "Succeeded")
+
+    overlay = fresh_world.remote_file(PROD)
+    assert overlay.count(f"newTag: {NEW_VERSION}") == 2
+    assert OLD_VERSION not in overlay
+    assert "# prod: newTag bumped by the promotion operator only" in overlay
+    head = fresh_world.remote_head()
+    assert status["commit"] == head != before
+    assert status["shortCommit"] == head[:7]
+    assert status["previousVersion"] == OLD_VERSION
+    assert f"+    newTag: {NEW_VERSION}" in str(status["diff"])
+    assert f"-    newTag: {OLD_VERSION}" in str(status["diff"])
+    assert conditions(status) == {
+        "Ready": ("True", "Promoted"),
+        "Verified": ("True", "ChecksPassed"),
+        "Committed": ("True", "Promoted"),
+    }
+    checks = status["checks"]
+    assert isinstance(checks, list)
+    assert {c["name"] for c in checks} == {
+        "VersionPattern",
+        "TagExists",
+        "UpstreamHealthy",
+        "UpstreamVersion",
+    }
+    assert all(c["status"] == "Passed" for c in checks)
+    assert len([c for c in checks if c["name"] == "TagExists"]) == 2
+
+    message = fresh_world.remote_messages()[0]
+    assert message.startswith(f"promote tvhub-prod: {OLD_VERSION} -> {NEW_VERSION}")
+    assert "Reason: color button fix, checked in dev" in message
+    uid = kube.get("promotion", "to-new", ns)["metadata"]["uid"]
+    assert f"Promotion: {ns}/to-new" in message
+    assert f"Promotion-UID: {uid}" in message
+    assert "Requested-By: kubectl" in message
+    assert len(fresh_world.remote_messages()) == 2
+
+    kube.kubectl("wait", "--for=condition=Ready", "promotion/to-new", "-n", ns, "--timeout=5s")
+    assert {"Pending", "Promoting", "Promoted"} <= set(events_of(kube, ns, "to-new"))
+    table = kube.kubectl("get", "promotions", "-n", ns).stdout
+    assert "to-new" in table and "Succeeded" in table and head[:7] in table
+
+
+def test_environment_status_is_a_dashboard(
+    kube: Kube, operator: OperatorProcess, fresh_world: World, e2e_namespace: str
+) -> None:
+    ns = e2e_namespace
+    setup_world(kube, fresh_world, ns)
+
+    def dev_status() -> dict[str, object] | None:
+        status = kube.get("environment", "tvhub-dev", ns).get("status") or {}
+        return status if status.get("health") == "Healthy" else None
+
+    status = wait_for("dev status", dev_status, logs=operator.logs)
+    assert status["version"] == NEW_VERSION
+    assert status["liveVersion"] == NEW_VERSION
+    assert status["healthySince"]
+    prod = wait_for(
+        "prod version",
+        lambda: (kube.get("environment", "tvhub-prod", ns).get("status") or {}).get("version"),
+        logs=operator.logs,
+    )
+    assert prod == OLD_VERSION
+    table = kube.kubectl("get", "environments", "-n", ns).stdout
+    assert NEW_VERSION in table and "Healthy" in table
+
+
+def test_version_not_running_in_dev_waits_then_fails(
+    kube: Kube, operator: OperatorProcess, fresh_world: World, e2e_namespace: str
+) -> None:
+    ns = e2e_namespace
+    setup_world(kube, fresh_world, ns)
+    before = fresh_world.remote_head()
+    kube.apply(promotion(ns, "untested", UNTESTED_VERSION, timeout="8s"))
+    waiting = wait_phase(kube, operator, ns, "untested", "Verifying")
+    assert f"does not run {UNTESTED_VERSION}" in str(waiting["message"])
+    failed = wait_phase(kube, operator, ns, "untested", "Failed", timeout=60)
+    assert conditions(failed)["Ready"] == ("False", "UpstreamVersionMismatch")
+    assert "timed out after 8s" in str(failed["message"])
+    assert fresh_world.remote_head() == before
+    assert "Verifying" in events_of(kube, ns, "untested")
+
+
+def test_soak_waits_then_proceeds(
+    kube: Kube, operator: OperatorProcess, fresh_world: World, e2e_namespace: str
+) -> None:
+    ns = e2e_namespace
+    setup_world(kube, fresh_world, ns, soak="5s")
+    kube.apply(promotion(ns, "soaked", NEW_VERSION))
+    waiting = wait_phase(kube, operator, ns, "soaked", "Verifying")
+    assert "soak" in str(waiting["message"])
+    done = wait_phase(kube, operator, ns, "soaked", "Succeeded")
+    soak = [c for c in done["checks"] if c["name"] == "Soak"]  # type: ignore[attr-defined]
+    assert soak and soak[0]["status"] == "Passed"
+
+
+def test_dry_run_computes_the_diff_and_pushes_nothing(
+    kube: Kube, operator: OperatorProcess, fresh_world: World, e2e_namespace: str
+) -> None:
+    ns = e2e_namespace
+    setup_world(kube, fresh_world, ns)
+    before = fresh_world.remote_head()
+    kube.apply(promotion(ns, "dry", NEW_VERSION, dryRun=True))
+    status = wait_phase(kube, operator, ns, "dry", "Succeeded")
+    assert f"+    newTag: {NEW_VERSION}" in str(status["diff"])
+    assert "commit" not in status
+    assert conditions(status)["Ready"] == ("True", "DryRunSucceeded")
+    assert fresh_world.remote_head() == before
+
+
+def test_already_at_version_is_success_without_commit(
+    kube: Kube, operator: OperatorProcess, fresh_world: World, e2e_namespace: str
+) -> None:
+    ns = e2e_namespace
+    setup_world(kube, fresh_world, ns, dev_version=OLD_VERSION)
+    before = fresh_world.remote_head()
+    kube.apply(promotion(ns, "same", OLD_VERSION))
+    status = wait_phase(kube, operator, ns, "same", "Succeeded")
+    assert conditions(status)["Ready"] == ("True", "AlreadyAtVersion")
+    assert "commit" not in status
+    assert fresh_world.remote_head() == before
+
+
+def test_newest_wins(
+    kube: Kube, operator: OperatorProcess, fresh_world: World, e2e_namespace: str
+) -> None:
+    ns = e2e_namespace
+    setup_world(kube, fresh_world, ns)
+    kube.apply(promotion(ns, "older", UNTESTED_VERSION, timeout="10m"))
+    wait_phase(kube, operator, ns, "older", "Verifying")
+    kube.apply(promotion(ns, "newer", NEW_VERSION))
+    wait_phase(kube, operator, ns, "newer", "Succeeded")
+    older = wait_phase(kube, operator, ns, "older", "Superseded", timeout=30)
+    assert "newer" in str(older["message"])
+    # dev now runs the older request's version: it must still never land
+    kube.apply(fresh_world.dev_application(ns, UNTESTED_VERSION))
+    assert UNTESTED_VERSION not in fresh_world.remote_file(PROD)
+    assert len(fresh_world.remote_messages()) == 2
+
+
+def test_long_lived_promotion_promotes_each_generation(
+    kube: Kube, operator: OperatorProcess, fresh_world: World, e2e_namespace: str
+) -> None:
+    ns = e2e_namespace
+    setup_world(kube, fresh_world, ns)
+    kube.apply(promotion(ns, "prod", NEW_VERSION))
+    first = wait_phase(kube, operator, ns, "prod", "Succeeded")
+    kube.apply(fresh_world.dev_application(ns, UNTESTED_VERSION))
+    kube.apply(promotion(ns, "prod", UNTESTED_VERSION))
+    second = dict(
+        wait_for(
+            "generation 2 to succeed",
+            lambda: (
+                (s := status_of(kube, ns, "prod")).get("observedGeneration") == 2
+                and s.get("phase") == "Succeeded"
+                and s
+            ),
+            logs=operator.logs,
+        )
+    )
+    assert second["commit"] != first["commit"]
+    assert second["previousVersion"] == NEW_VERSION
+    assert fresh_world.remote_file(PROD).count(f"newTag: {UNTESTED_VERSION}") == 2
+    messages = fresh_world.remote_messages()
+    assert "Promotion-Generation: 2" in messages[0]
+    assert "Promotion-Generation: 1" in messages[1]
+    assert len(messages) == 3
+
+
+def test_reapply_and_delete_change_nothing_in_git(
+    kube: Kube, operator: OperatorProcess, fresh_world: World, e2e_namespace: str
+) -> None:
+    ns = e2e_namespace
+    setup_world(kube, fresh_world, ns)
+    kube.apply(promotion(ns, "once", NEW_VERSION, reason="first"))
+    wait_phase(kube, operator, ns, "once", "Succeeded")
+    head = fresh_world.remote_head()
+    # same spec again, then a metadata-only change: neither is a new request
+    kube.apply(promotion(ns, "once", NEW_VERSION, reason="first"))
+    kube.kubectl("annotate", "promotion/once", "-n", ns, "note=touched")
+    kube.kubectl("delete", "promotion/once", "-n", ns)
+    # a later request is a barrier: once it is handled, the events before it were too
+    kube.apply(promotion(ns, "probe", NEW_VERSION, dryRun=True))
+    wait_phase(kube, operator, ns, "probe", "Succeeded")
+    assert fresh_world.remote_head() == head
+    assert len(fresh_world.remote_messages()) == 2
