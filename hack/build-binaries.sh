@@ -3,7 +3,7 @@
 # prebuilt downloads) and cache them per version outside the repo. A binary that is
 # already in the cache is never rebuilt, so this is cheap after the first run.
 #
-# Usage: hack/build-binaries.sh   # prints the bin folder on stdout (helm: $CACHE/bin/helm-<v>/helm)
+# Usage: hack/build-binaries.sh   # prints the bin folder (etcd, kube-apiserver, kubectl, helm)
 # Env:   KUBE_VERSION (v1.36.3), ETCD_VERSION (v3.6.16), HELM_VERSION (v3.22.0),
 #        PROMOTION_OPERATOR_CACHE (~/.cache/promotion-operator)
 set -euo pipefail
@@ -13,7 +13,7 @@ ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
 CACHE="${PROMOTION_OPERATOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/promotion-operator}"
 BIN="$CACHE/bin/kube-$KUBE_VERSION-etcd-$ETCD_VERSION"
-HELM="$CACHE/bin/helm-$HELM_VERSION/helm"
+HELM="$BIN/helm-$HELM_VERSION"
 export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN="${GOTOOLCHAIN:-auto}"
 
 log() { echo "build-binaries: $*" >&2; }
@@ -23,6 +23,7 @@ have_all() {
 }
 
 if have_all; then
+  ln -sf "$(basename "$HELM")" "$BIN/helm"
   echo "$BIN"
   exit 0
 fi
@@ -81,7 +82,6 @@ build_kube() {
 build_helm() {
   [ -x "$HELM" ] && return 0
   log "building helm $HELM_VERSION (cold: a few minutes)"
-  mkdir -p "$(dirname "$HELM")"
   GOBIN="$work/helm-bin" go install -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
     "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
   mv "$work/helm-bin/helm" "$HELM"
@@ -91,4 +91,5 @@ build_helm() {
 ( build_kube )
 ( build_helm )
 have_all || { log "build incomplete in $BIN"; exit 1; }
+ln -sf "$(basename "$HELM")" "$BIN/helm"
 echo "$BIN"

@@ -26,14 +26,17 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
 
     existing = os.environ.get("PROMOTION_OPERATOR_TEST_KUBECONFIG")
     if existing:
-        kube = Kube(Path(existing), shutil.which("kubectl") or "kubectl")
+        kube = Kube(
+            Path(existing), shutil.which("kubectl") or "kubectl", shutil.which("helm") or "helm"
+        )
         plane = None
     else:
         from promotion_sandbox.controlplane import ControlPlane
 
         plane = ControlPlane(tmp_path_factory.mktemp("controlplane"))
         state = plane.start()
-        kube = Kube(plane.kubeconfig, str(Path(state.bin_dir) / "kubectl"))
+        bin_dir = Path(state.bin_dir)
+        kube = Kube(plane.kubeconfig, str(bin_dir / "kubectl"), str(bin_dir / "helm"))
     try:
         kube.kubectl("apply", "--server-side", "-f", str(REPO_ROOT / "crds"))
         kube.apply(APPLICATION_CRD)

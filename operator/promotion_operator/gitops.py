@@ -618,6 +618,22 @@ def classify_git_failure(output: str) -> tuple[Callable[[str], PromotionError], 
     return GitOperationError, "git failed"
 
 
+# ssh's host-key banner and hints name temporary files; the classified message says it all
+_BOILERPLATE = (
+    "Please make sure",
+    "and the repository exists",
+    "@",
+    "IT IS POSSIBLE",
+    "Someone could be",
+    "It is also possible",
+    "The fingerprint for",
+    "Please contact",
+    "Add correct host key",
+    "Offending",
+    "Host key for",
+)
+
+
 def _detail(text: str, secrets: tuple[str, ...]) -> str:
     """The informative part of git's output: no boilerplate, one line, bounded length.
 
@@ -626,7 +642,7 @@ def _detail(text: str, secrets: tuple[str, ...]) -> str:
     lines = [
         line.strip()
         for line in text.splitlines()
-        if line.strip() and not line.startswith(("Please make sure", "and the repository exists"))
+        if line.strip() and not line.startswith(_BOILERPLATE)
     ]
     joined = redact(" | ".join(lines), secrets)
     return joined if len(joined) <= _MAX_DETAIL else joined[: _MAX_DETAIL - 3] + "..."

@@ -50,12 +50,13 @@ def split_reference(reference: str) -> tuple[str, str | None]:
 
 
 def _tags_of(references: Iterable[str], images: Sequence[str]) -> dict[str, str | None]:
-    found: dict[str, str | None] = dict.fromkeys(images)
+    """The one tag each image runs; None when unknown or when two tags of it run at once."""
+    seen: dict[str, set[str]] = {image: set() for image in images}
     for reference in references:
         name, tag = split_reference(reference)
-        if name in found and tag is not None:
-            found[name] = tag
-    return found
+        if name in seen and tag is not None:
+            seen[name].add(tag)
+    return {image: next(iter(tags)) if len(tags) == 1 else None for image, tags in seen.items()}
 
 
 def combine(observations: Sequence[Observation]) -> Observation:
@@ -113,8 +114,12 @@ def _deployment_rolled_out(deployment: Object) -> tuple[bool, str]:
         return False, f"deployment {name}: rollout not observed yet"
     if status.get("updatedReplicas", 0) < wanted:
         return False, f"deployment {name}: {status.get('updatedReplicas', 0)}/{wanted} updated"
-    if status.get("availableReplicas", 0) < wanted:
-        return False, f"deployment {name}: {status.get('availableReplicas', 0)}/{wanted} available"
+    if status.get("replicas", 0) > status.get("updatedReplicas", 0):
+        return False, f"deployment {name}: old replicas are pending termination"
+    available = status.get("availableReplicas", 0)
+    needed = max(wanted, status.get("updatedReplicas", 0))
+    if available < needed:
+        return False, f"deployment {name}: {available}/{needed} available"
     for condition in status.get("conditions") or []:
         if condition.get("type") == "Available" and condition.get("status") != "True":
             return False, f"deployment {name}: not Available"

@@ -12,12 +12,14 @@ import contextlib
 import datetime as dt
 import threading
 import uuid
+from collections.abc import Iterator
 from typing import Any, cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from promotion_operator import API_GROUP, API_VERSION
+from promotion_operator.domain.errors import Reason, RetryableError
 
 _lock = threading.Lock()
 _api_client: client.ApiClient | None = None
@@ -53,6 +55,24 @@ class NotFoundError(Exception):
     """The object does not exist."""
 
 
+@contextlib.contextmanager
+def _translated(what: str) -> Iterator[None]:
+    """Turn API errors into our own: 404 -> NotFoundError, others -> retryable.
+
+    A 403 is retried too: RBAC is often fixed after the fact, and the message names the
+    exact verb and resource the operator's role lacks.
+    """
+    try:
+        yield
+    except ApiException as error:
+        if error.status == 404:
+            raise NotFoundError(what) from None
+        raise RetryableError(
+            Reason.KUBERNETES_API_ERROR,
+            f"cannot {what}: API server answered {error.status} {error.reason}",
+        ) from None
+
+
 class Cluster:
     """Typed access to the objects the operator reads and writes."""
 
@@ -65,69 +85,50 @@ class Cluster:
     # -- our kinds -------------------------------------------------------------------
     def get_environment(self, namespace: str, name: str) -> Object:
         """Return the Environment object; raise NotFoundError."""
-        return self._get(namespace, "environments", name)
+        return self._get_custom(API_GROUP, namespace, "environments", name)
 
     def get_promotion(self, namespace: str, name: str) -> Object:
         """Return the Promotion object; raise NotFoundError."""
-        return self._get(namespace, "promotions", name)
+        return self._get_custom(API_GROUP, namespace, "promotions", name)
 
     def list_promotions(self, namespace: str) -> list[Object]:
         """Return every Promotion in the namespace."""
-        result = self._custom.list_namespaced_custom_object(
-            API_GROUP, API_VERSION, namespace, "promotions"
-        )
+        with _translated(f"list promotions in {namespace}"):
+            result = self._custom.list_namespaced_custom_object(
+                API_GROUP, API_VERSION, namespace, "promotions"
+            )
         return cast(list[Object], cast(Object, result).get("items", []))
 
     def patch_status(self, plural: str, namespace: str, name: str, status: Object) -> None:
         """Merge-patch `.status` of one of our objects (through the status subresource)."""
-        try:
+        with _translated(f"patch {plural}/{name} status in {namespace}"):
             self._custom.patch_namespaced_custom_object_status(
                 API_GROUP, API_VERSION, namespace, plural, name, {"status": status}
             )
-        except ApiException as error:
-            if error.status == 404:
-                raise NotFoundError(f"{plural}/{name}") from error
-            raise
-
-    def _get(self, namespace: str, plural: str, name: str) -> Object:
-        try:
-            obj = self._custom.get_namespaced_custom_object(
-                API_GROUP, API_VERSION, namespace, plural, name
-            )
-        except ApiException as error:
-            if error.status == 404:
-                raise NotFoundError(f"{plural}/{name} in {namespace}") from error
-            raise
-        return cast(Object, obj)
 
     # -- things we read --------------------------------------------------------------
     def get_secret_data(self, namespace: str, name: str) -> dict[str, bytes]:
         """Return a Secret's decoded data; raise NotFoundError."""
-        try:
+        with _translated(f"get secret/{name} in {namespace}"):
             secret = self._core.read_namespaced_secret(name, namespace)
-        except ApiException as error:
-            if error.status == 404:
-                raise NotFoundError(f"secret/{name} in {namespace}") from error
-            raise
         return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
 
     def get_argocd_application(self, namespace: str, name: str) -> Object:
         """Return an Argo CD Application; raise NotFoundError."""
-        try:
-            app = self._custom.get_namespaced_custom_object(
-                "argoproj.io", "v1alpha1", namespace, "applications", name
-            )
-        except ApiException as error:
-            if error.status == 404:
-                raise NotFoundError(f"applications.argoproj.io/{name} in {namespace}") from error
-            raise
-        return cast(Object, app)
+        return self._get_custom("argoproj.io", namespace, "applications", name)
 
     def list_deployments(self, namespace: str, selector: str | None) -> list[Object]:
         """Return the Deployments in a namespace as plain dicts."""
-        result = self._apps.list_namespaced_deployment(namespace, label_selector=selector or "")
+        with _translated(f"list deployments in {namespace}"):
+            result = self._apps.list_namespaced_deployment(namespace, label_selector=selector or "")
         plain = _client().sanitize_for_serialization(result)  # type: ignore[no-untyped-call]
         return cast(list[Object], cast(Object, plain).get("items", []))
+
+    def _get_custom(self, group: str, namespace: str, plural: str, name: str) -> Object:
+        version = API_VERSION if group == API_GROUP else "v1alpha1"
+        with _translated(f"get {plural}.{group}/{name} in {namespace}"):
+            obj = self._custom.get_namespaced_custom_object(group, version, namespace, plural, name)
+        return cast(Object, obj)
 
     # -- events ----------------------------------------------------------------------
     def post_event(self, obj: Object, *, reason: str, message: str, warning: bool = False) -> None:

@@ -15,6 +15,7 @@ class Kube:
 
     kubeconfig: Path
     kubectl_path: str
+    helm_path: str
 
     def kubectl(
         self, *args: str, input_text: str | None = None, check: bool = True

@@ -18,8 +18,17 @@ from support.kube import Kube
 class OperatorProcess:
     """`promotion-operator run` in a subprocess, logging to a file."""
 
-    def __init__(self, kube: Kube, workdir: Path, namespaces: list[str], **env: str) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        workdir: Path,
+        namespaces: list[str],
+        *,
+        kubeconfig: Path | None = None,
+        **env: str,
+    ) -> None:
         self.kube = kube
+        self.kubeconfig = kubeconfig or kube.kubeconfig
         self.log = workdir / f"operator-{uuid.uuid4().hex[:6]}.log"
         self.cache = workdir / "cache"
         self.namespaces = namespaces
@@ -32,7 +41,7 @@ class OperatorProcess:
             "-m",
             "promotion_operator",
             "run",
-            f"--kubeconfig={self.kube.kubeconfig}",
+            f"--kubeconfig={self.kubeconfig}",
             f"--cache-dir={self.cache}",
             "--allow-local-git",
             "--environment-refresh=1",

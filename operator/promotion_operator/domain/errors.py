@@ -46,6 +46,8 @@ class Reason(StrEnum):
     GIT_CONFLICT = "GitConflict"
     GIT_PUSH_REJECTED = "GitPushRejected"
     GIT_ERROR = "GitError"
+    # cluster
+    KUBERNETES_API_ERROR = "KubernetesAPIError"
 
 
 class PromotionError(Exception):

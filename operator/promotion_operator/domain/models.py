@@ -206,7 +206,13 @@ class EnvironmentSpec(Model):
     @field_validator("version_pattern")
     @classmethod
     def _pattern_compiles(cls, value: str) -> str:
-        re.compile(value)
+        try:
+            re.compile(value)
+        except re.error as error:
+            # re.error is no ValueError: pydantic would let it escape validation
+            raise ValueError(
+                f"versionPattern is not a valid regular expression: {error}"
+            ) from error
         return value
 
     def image_names(self) -> list[str]:

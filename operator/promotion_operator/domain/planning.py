@@ -27,7 +27,7 @@ def commit_message(
     The trailers are the last paragraph (what `git interpret-trailers` reads); the UID and
     generation pair is how a restarted operator recognises its own push.
     """
-    subject = f"promote {environment}: {old or '(none)'} -> {new}"
+    subject = f"promote {environment}: {_one_line(old or '(none)')} -> {new}"
     lines = [subject, ""]
     if reason and reason.strip():
         lines += [f"Reason: {_one_line(reason)}", ""]

@@ -1,0 +1,169 @@
+"""The Helm chart's RBAC is enough for a whole promotion, and no more than that.
+
+The operator runs under the chart's ServiceAccount token against the RBAC-enabled API
+server; every API call it makes must be allowed, and what it must never do is denied.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from promotion_sandbox.world import NEW_VERSION, World, promotion
+from support.kube import Kube
+from support.operator import OperatorProcess, status_of, wait_for
+
+pytestmark = pytest.mark.e2e
+CHART = Path(__file__).resolve().parents[2] / "charts" / "promotion-operator"
+
+
+def render_chart(kube: Kube, release_namespace: str) -> list[dict[str, Any]]:
+    """`helm template` the chart: the same manifests `helm install` would apply."""
+    out = subprocess.run(
+        [
+            kube.helm_path,
+            "template",
+            "promotion-operator",
+            str(CHART),
+            f"--namespace={release_namespace}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+@pytest.fixture
+def installed(kube: Kube) -> Iterator[tuple[str, str]]:
+    """The chart's ServiceAccount and RBAC in a fresh namespace; yields (namespace, sa)."""
+    release_ns = f"rbac-{uuid.uuid4().hex[:8]}"
+    kube.kubectl("create", "namespace", release_ns)
+    documents = render_chart(kube, release_ns)
+    kinds = {doc["kind"] for doc in documents}
+    assert {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment"} <= kinds
+    rbac = [
+        d for d in documents if d["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")
+    ]
+    for doc in rbac:
+        # one cluster, many test runs: give the cluster-scoped objects unique names
+        if doc["kind"] != "ServiceAccount":
+            doc["metadata"]["name"] += f"-{release_ns}"
+        if doc["kind"] == "ClusterRoleBinding":
+            doc["roleRef"]["name"] += f"-{release_ns}"
+        kube.apply(doc)
+    account = next(d for d in rbac if d["kind"] == "ServiceAccount")["metadata"]["name"]
+    yield release_ns, account
+    for doc in rbac:
+        if doc["kind"] != "ServiceAccount":
+            kube.kubectl("delete", doc["kind"].lower(), doc["metadata"]["name"], check=False)
+    kube.kubectl("delete", "namespace", release_ns, "--wait=false", check=False)
+
+
+def token_kubeconfig(kube: Kube, namespace: str, account: str, path: Path) -> Path:
+    """A kubeconfig that authenticates as the ServiceAccount with a bound token."""
+    token = kube.kubectl(
+        "create", "token", account, "-n", namespace, "--duration=1h"
+    ).stdout.strip()
+    admin = yaml.safe_load(kube.kubeconfig.read_text())
+    cluster = admin["clusters"][0]["cluster"]
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": cluster}],
+                "users": [{"name": "sa", "user": {"token": token}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "sa"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    return path
+
+
+def can_i(kube: Kube, account: str, namespace: str, verb: str, resource: str) -> bool:
+    result = kube.kubectl(
+        "auth",
+        "can-i",
+        verb,
+        resource,
+        "-n",
+        namespace,
+        f"--as=system:serviceaccount:{namespace}:{account}",
+        check=False,
+    )
+    return result.stdout.strip() == "yes"
+
+
+def test_operator_promotes_under_the_charts_identity(
+    kube: Kube, installed: tuple[str, str], fresh_world: World, tmp_path: Path
+) -> None:
+    release_ns, account = installed
+    work_ns = f"rbac-work-{uuid.uuid4().hex[:8]}"
+    kube.kubectl("create", "namespace", work_ns)
+    for obj in fresh_world.objects(work_ns):
+        kube.apply(obj)
+    config = token_kubeconfig(kube, release_ns, account, tmp_path / "sa.kubeconfig")
+    operator = OperatorProcess(kube, tmp_path, [work_ns], kubeconfig=config).start()
+    try:
+        kube.apply(promotion(work_ns, "rbac", NEW_VERSION))
+        status = wait_for(
+            "the promotion under the chart's RBAC",
+            lambda: (
+                (s := status_of(kube, work_ns, "rbac")).get("phase") in ("Succeeded", "Failed")
+                and s
+            ),
+            timeout=90,
+            logs=operator.logs,
+        )
+        assert status["phase"] == "Succeeded", status
+        env = wait_for(
+            "the Environment status written under the chart's RBAC",
+            lambda: (kube.get("environment", "tvhub-dev", work_ns).get("status") or {}).get(
+                "health"
+            ),
+            logs=operator.logs,
+        )
+        assert env == "Healthy"
+    finally:
+        operator.stop()
+        kube.kubectl("delete", "namespace", work_ns, "--wait=false", check=False)
+    assert fresh_world.remote_file("k8s/overlays/prod/kustomization.yaml").count(NEW_VERSION) == 2
+    logs = operator.logs()
+    assert "Forbidden" not in logs and " 403" not in logs, logs[-3000:]
+
+
+@pytest.mark.parametrize(
+    ("verb", "resource", "allowed"),
+    [
+        ("get", "secrets", True),
+        ("list", "secrets", False),
+        ("watch", "secrets", False),
+        ("create", "secrets", False),
+        ("patch", "promotions.promotion.gitops.dev/status", True),
+        ("watch", "promotions.promotion.gitops.dev", True),
+        ("create", "promotions.promotion.gitops.dev", False),
+        ("update", "promotions.promotion.gitops.dev", False),
+        ("delete", "promotions.promotion.gitops.dev", False),
+        ("delete", "environments.promotion.gitops.dev", False),
+        ("get", "applications.argoproj.io", True),
+        ("patch", "applications.argoproj.io", False),
+        ("list", "deployments.apps", True),
+        ("patch", "deployments.apps", False),
+        ("create", "pods", False),
+        ("get", "configmaps", False),
+    ],
+)
+def test_chart_rbac_is_least(
+    kube: Kube, installed: tuple[str, str], verb: str, resource: str, allowed: bool
+) -> None:
+    release_ns, account = installed
+    assert can_i(kube, account, release_ns, verb, resource) is allowed
