@@ -12,6 +12,7 @@ import yaml
 
 from promotion_operator import __version__
 from promotion_operator.domain.crdgen import custom_resource_definitions
+from promotion_operator.lifecycle.context import DEFAULT_CACHE_DIR
 
 
 def _write_crds(out_dirs: list[Path]) -> None:
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"))
     run.add_argument(
         "--cache-dir",
-        default=os.environ.get("PROMOTION_OPERATOR_CACHE_DIR", "/var/cache/promotion-operator"),
+        default=os.environ.get("PROMOTION_OPERATOR_CACHE_DIR", DEFAULT_CACHE_DIR),
         help="where the persistent git clones live",
     )
     run.add_argument(

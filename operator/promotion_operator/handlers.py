@@ -37,7 +37,8 @@ def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=prefix, key="last-handled-configuration"
     )
-    settings.posting.level = logging.WARNING  # our own Events carry the story
+    # our own Events carry the story, one per transition; kopf's would add one per retry
+    settings.posting.enabled = False
     settings.watching.server_timeout = 300
     settings.execution.max_workers = 16
 

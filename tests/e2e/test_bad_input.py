@@ -65,6 +65,7 @@ def test_version_not_matching_pattern(
     kube.apply(promotion(e2e_namespace, "p", "latest"))
     status = fail_with(kube, operator, e2e_namespace, "p", "VersionDoesNotMatchPattern")
     assert "versionPattern" in status["message"]
+    assert [(c["name"], c["status"]) for c in status["checks"]] == [("VersionPattern", "Failed")]
 
 
 def test_tag_missing_for_one_of_two_images(
@@ -188,8 +189,8 @@ def test_git_remote_unreachable_retries_then_fails(
     }
     kube.apply(env)
     kube.apply(promotion(ns, "p", NEW_VERSION, timeout="6s"))
-    status = fail_with(kube, operator, ns, "p", "TimedOut")
-    assert "127.0.0.1:9" in status["message"]
+    status = fail_with(kube, operator, ns, "p", "GitUnreachable")
+    assert "127.0.0.1:9" in status["message"] and "timed out after 6s" in status["message"]
     everything = json.dumps(status) + kube.kubectl("get", "events", "-n", ns, "-o", "json").stdout
     assert password not in everything + operator.logs()
 

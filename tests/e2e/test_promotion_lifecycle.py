@@ -192,6 +192,22 @@ def test_newest_wins(
     assert len(fresh_world.remote_messages()) == 2
 
 
+def test_a_dry_run_never_supersedes_a_real_request(
+    kube: Kube, operator: OperatorProcess, fresh_world: World, e2e_namespace: str
+) -> None:
+    ns = e2e_namespace
+    setup_world(kube, fresh_world, ns)
+    kube.apply(promotion(ns, "real", UNTESTED_VERSION, timeout="10m"))
+    wait_phase(kube, operator, ns, "real", "Verifying")
+    kube.apply(promotion(ns, "look", NEW_VERSION, dryRun=True))
+    wait_phase(kube, operator, ns, "look", "Succeeded")
+    # dev starts running the real request's version: it proceeds, nothing superseded it
+    kube.apply(fresh_world.dev_application(ns, UNTESTED_VERSION))
+    done = wait_phase(kube, operator, ns, "real", "Succeeded")
+    assert done["commit"] == fresh_world.remote_head()
+    assert fresh_world.remote_file(PROD).count(f"newTag: {UNTESTED_VERSION}") == 2
+
+
 def test_long_lived_promotion_promotes_each_generation(
     kube: Kube, operator: OperatorProcess, fresh_world: World, e2e_namespace: str
 ) -> None:

@@ -20,7 +20,8 @@ class Reason(StrEnum):
     DRY_RUN = "DryRunSucceeded"
     ALREADY_AT_VERSION = "AlreadyAtVersion"
     SUPERSEDED = "Superseded"
-    TIMED_OUT = "TimedOut"
+    CHECKS_PASSED = "ChecksPassed"
+    OBSERVED = "Observed"
     # bad input
     INVALID_SPEC = "InvalidSpec"
     VERSION_MISMATCH_PATTERN = "VersionDoesNotMatchPattern"
@@ -38,12 +39,10 @@ class Reason(StrEnum):
     UPSTREAM_VERSION_MISMATCH = "UpstreamVersionMismatch"
     UPSTREAM_HAS_NO_HEALTH = "UpstreamHasNoHealth"
     SOAKING = "Soaking"
-    HEALTH_UNKNOWN = "HealthUnknown"
     # git
     GIT_AUTH_FAILED = "GitAuthFailed"
     GIT_NOT_FOUND = "GitNotFound"
     GIT_UNREACHABLE = "GitUnreachable"
-    GIT_CONFLICT = "GitConflict"
     GIT_PUSH_REJECTED = "GitPushRejected"
     GIT_ERROR = "GitError"
     # cluster

@@ -15,6 +15,8 @@ from promotion_operator.gitops import GitAuth, GitRepository, HTTPSAuth, SSHAuth
 from promotion_operator.k8s import Cluster, NotFoundError, Object
 from promotion_operator.registry import RegistryCredentials, parse_dockerconfigjson
 
+DEFAULT_CACHE_DIR = "/var/cache/promotion-operator"
+
 
 @dataclass(frozen=True)
 class OperatorConfig:
@@ -22,7 +24,7 @@ class OperatorConfig:
 
     cache_dir: Path = field(
         default_factory=lambda: Path(
-            os.environ.get("PROMOTION_OPERATOR_CACHE_DIR", "/tmp/promotion-operator")  # noqa: S108
+            os.environ.get("PROMOTION_OPERATOR_CACHE_DIR", DEFAULT_CACHE_DIR)
         )
     )
     allow_file_urls: bool = False

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Sequence
 
 from promotion_operator.domain.conditions import set_condition
-from promotion_operator.domain.errors import PromotionError
+from promotion_operator.domain.errors import PromotionError, Reason
 from promotion_operator.domain.models import EnvironmentStatus, HealthStatus, dump
 from promotion_operator.domain.overlay import read_image_tags
 from promotion_operator.health import (
@@ -29,10 +30,13 @@ from promotion_operator.lifecycle.context import (
 log = logging.getLogger(__name__)
 
 
-def observe(cluster: Cluster, env: Environment) -> Observation:
-    """Look at the environment through each configured health source and combine them."""
+def observe(cluster: Cluster, env: Environment, images: Sequence[str] | None = None) -> Observation:
+    """Look at the environment through each configured health source and combine them.
+
+    `images` defaults to the environment's own; a downstream check passes its own list.
+    """
     sources = env.spec.health
-    images = env.spec.image_names()
+    images = list(images) if images is not None else env.spec.image_names()
     if sources is None:
         return Observation(HealthStatus.UNKNOWN, message="no health source configured")
     observations: list[Observation] = []
@@ -105,7 +109,7 @@ def refresh_status(
         status.conditions,
         type_="Ready",
         status=git_problem is None,
-        reason="Observed" if git_problem is None else git_problem.reason,
+        reason=Reason.OBSERVED if git_problem is None else git_problem.reason,
         message="" if git_problem is None else git_problem.message,
         now=stamp,
         generation=env.generation,

@@ -191,19 +191,25 @@ def verify(
     promotion: Promotion,
     env: Environment,
     moment: dt.datetime,
+    checks: list[Check],
 ) -> Verification:
-    """Run every check once. Permanent problems raise; not-yet-true ones are reported."""
+    """Run every check once, appending to `checks` as they go (so a check that fails
+    permanently is on the status too). Permanent problems raise; not-yet-true ones are
+    reported in the returned Verification."""
     version = promotion.spec.version
-    checks: list[Check] = []
     waiting: RetryableError | None = None
     soak_remaining: float | None = None
 
     if not re.search(env.spec.version_pattern, version):
-        raise PermanentError(
+        mismatch = PermanentError(
             Reason.VERSION_MISMATCH_PATTERN,
             f"version {version!r} does not match Environment {env.name}'s versionPattern "
             f"{env.spec.version_pattern!r}",
         )
+        checks.append(
+            _check("VersionPattern", version, CheckState.FAILED, mismatch.message, mismatch.reason)
+        )
+        raise mismatch
     checks.append(_check("VersionPattern", version, CheckState.PASSED))
 
     insecure = env.spec.registry.insecure if env.spec.registry else False
@@ -249,7 +255,8 @@ def _verify_upstream(
             f"upstream Environment {name!r} has no spec.health: an Environment that cannot "
             "be observed cannot prove a version",
         )
-    observation = environments.observe(cluster, upstream)
+    # prove the images this environment pins, whatever else upstream runs
+    observation = environments.observe(cluster, upstream, env.spec.image_names())
     checks: list[Check] = []
     if observation.health != HealthStatus.HEALTHY:
         unhealthy = RetryableError(
@@ -303,13 +310,19 @@ def _request_time(obj: Object) -> str:
 
 
 def newer_promotion(cluster: Cluster, promotion: Promotion) -> str | None:
-    """Name of a newer, not failed Promotion for the same Environment, if any."""
+    """Name of a newer, not failed Promotion for the same Environment, if any.
+
+    Dry runs only look: they neither supersede nor get superseded.
+    """
+    if promotion.spec.dry_run:
+        return None
     mine = (_request_time(promotion.raw), promotion.raw["metadata"].get("creationTimestamp", ""))
     for other in cluster.list_promotions(promotion.namespace):
         meta = other["metadata"]
         if meta["uid"] == promotion.uid or meta.get("deletionTimestamp"):
             continue
-        if (other.get("spec") or {}).get("environment") != promotion.spec.environment:
+        spec = other.get("spec") or {}
+        if spec.get("environment") != promotion.spec.environment or spec.get("dryRun"):
             continue
         phase = (other.get("status") or {}).get("phase")
         theirs = (_request_time(other), meta.get("creationTimestamp", ""))
@@ -338,8 +351,6 @@ def _apply(
         dict.fromkeys(env.spec.image_names(), version),
         add_missing=env.spec.overlay.add_missing_images,
     )
-    olds = {c.old_tag for c in edit.changes if c.old_tag}
-    result["previous"] = ", ".join(sorted(olds)) if olds else ""
     if not edit.changed:
         result["diff"] = ""
         return None
@@ -347,9 +358,10 @@ def _apply(
     return {path: edit.text}
 
 
-def _previous_version(repo: GitRepository, env: Environment) -> str | None:
-    tags = set(read_image_tags(repo.read_file(overlay_file(env)), env.spec.image_names()).values())
-    return next(iter(tags)) if len(tags) == 1 and None not in tags else None
+def _version_of(overlay: str, env: Environment) -> str | None:
+    """The version an overlay pins: one tag, or the distinct tags when images differ."""
+    tags = read_image_tags(overlay, env.spec.image_names()).values()
+    return ", ".join(sorted({tag for tag in tags if tag})) or None
 
 
 def promote(
@@ -364,8 +376,8 @@ def promote(
     version = promotion.spec.version
     with repo.lock():
         repo.sync()
-        writer.status.previous_version = writer.status.previous_version or _previous_version(
-            repo, env
+        writer.status.previous_version = writer.status.previous_version or _version_of(
+            repo.read_file(overlay_file(env)), env
         )
         found = repo.find_commit(_trailers(promotion), refresh=False)
         if found is not None:
@@ -426,9 +438,7 @@ def _recover(
     before = repo.file_at(f"{commit}^", path) or ""
     after = repo.file_at(commit, path) or ""
     if before:
-        tags = set(read_image_tags(before, env.spec.image_names()).values())
-        if len(tags) == 1 and None not in tags:
-            writer.status.previous_version = tags.pop()
+        writer.status.previous_version = _version_of(before, env)
     _succeed_with_commit(writer, promotion, commit, unified_diff(path, before, after))
 
 
@@ -494,6 +504,12 @@ def reconcile(
         return _advance(config, cluster, promotion, writer, attempt, moment)
     except NotFoundError:
         return None  # deleted while we worked: nothing to report on
+    except RetryableError as error:
+        try:
+            return _wait(config, promotion, writer, error, attempt, moment)
+        except PromotionError as final:
+            _fail(writer, final, verified=writer.status.phase == Phase.PROMOTING or None)
+            return None
     except PromotionError as error:
         _fail(writer, error, verified=writer.status.phase == Phase.PROMOTING or None)
         return None
@@ -513,28 +529,27 @@ def _advance(
         if newer is not None:
             _supersede(writer, newer)
             return None
-        verification = verify(config, cluster, promotion, env, moment)
-        writer.status.checks = verification.checks
+        checks: list[Check] = []
+        writer.status.checks = checks
+        verification = verify(config, cluster, promotion, env, moment, checks)
         if verification.waiting is not None:
-            return _wait(config, promotion, writer, verification, attempt, moment)
-        writer.condition("Verified", True, "ChecksPassed", "every check passed")
+            return _wait(
+                config,
+                promotion,
+                writer,
+                verification.waiting,
+                attempt,
+                moment,
+                soak_remaining=verification.soak_remaining,
+            )
+        writer.condition("Verified", True, Reason.CHECKS_PASSED, "every check passed")
         writer.status.phase = Phase.PROMOTING
         writer.status.message = (
             f"promoting {promotion.spec.environment} to {promotion.spec.version}"
         )
         writer.condition("Ready", False, Reason.PROMOTING, writer.status.message)
         writer.write(event_reason=Reason.PROMOTING)
-    try:
-        promote(config, cluster, promotion, env, writer)
-    except RetryableError as error:
-        if _timed_out(promotion, writer, moment):
-            raise PermanentError(
-                Reason.TIMED_OUT, f"gave up after {promotion.spec.timeout}: {error.message}"
-            ) from error
-        writer.status.message = f"retrying: {error.message}"
-        writer.condition("Ready", False, error.reason, error.message)
-        writer.write(event_reason=error.reason, warning=True)
-        return backoff(config, attempt)
+    promote(config, cluster, promotion, env, writer)
     return None
 
 
@@ -547,27 +562,42 @@ def _wait(
     config: OperatorConfig,
     promotion: Promotion,
     writer: StatusWriter,
-    verification: Verification,
+    waiting: RetryableError,
     attempt: int,
     moment: dt.datetime,
-) -> float | None:
-    waiting = verification.waiting
-    if waiting is None:
-        raise ValueError("_wait needs a check that is not true yet")
+    *,
+    soak_remaining: float | None = None,
+) -> float:
+    """Record what is not true yet and return the delay; past the timeout, raise.
+
+    The final failure keeps the reason of what was awaited (TagMissing, Soaking, ...):
+    that, not the fact of a timeout, is what the user has to fix.
+    """
     if _timed_out(promotion, writer, moment):
         raise PermanentError(
             waiting.reason,
             f"timed out after {promotion.spec.timeout}: {waiting.message}",
         )
-    first = writer.status.phase != Phase.VERIFYING
-    writer.status.phase = Phase.VERIFYING
-    writer.status.message = f"waiting: {waiting.message}"
-    writer.condition("Verified", False, waiting.reason, waiting.message)
-    writer.condition("Ready", False, Reason.VERIFYING, writer.status.message)
-    writer.write(event_reason=Reason.VERIFYING if first else None)
+    promoting = writer.status.phase == Phase.PROMOTING
+    before = writer.status.message
+    if promoting:
+        writer.status.message = f"retrying: {waiting.message}"
+        writer.condition("Ready", False, waiting.reason, waiting.message)
+    else:
+        first = writer.status.phase != Phase.VERIFYING
+        writer.status.phase = Phase.VERIFYING
+        writer.status.message = f"waiting: {waiting.message}"
+        writer.condition("Verified", False, waiting.reason, waiting.message)
+        writer.condition("Ready", False, Reason.VERIFYING, writer.status.message)
+    if promoting:
+        # one Warning per new problem, not one per retry round
+        changed = before != writer.status.message
+        writer.write(event_reason=waiting.reason if changed else None, warning=changed)
+    else:
+        writer.write(event_reason=Reason.VERIFYING if first else None)
     started = parse_time(writer.status.started_at or timestamp(moment))
     until_deadline = (started + promotion.spec.timeout_delta() - moment).total_seconds()
     delay = backoff(config, attempt)
-    if verification.soak_remaining is not None:
-        delay = min(delay, max(verification.soak_remaining, 1.0))
+    if soak_remaining is not None:
+        delay = min(delay, max(soak_remaining, 1.0))
     return max(1.0, min(delay, until_deadline + 0.5))
