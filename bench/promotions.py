@@ -1,7 +1,8 @@
 """Promotion latency and git cost, measured on loopback with the real parts.
 
     .venv/bin/python bench/promotions.py [--sequential N] [--concurrent N] [--commits N]
-                                         [--runs N] [--write-doc]
+                                         [--runs N] [--environment-refresh S]
+                                         [--write-doc] [--keep]
 
 Starts a registry, a bare git repository with a few thousand commits of real history, etcd +
 kube-apiserver and the operator as a process, then measures:
@@ -314,7 +315,7 @@ class PhaseWatch:
 
     def __exit__(self, *_: object) -> None:
         self._stopping.set()
-        self._thread.join(timeout=8)
+        self._thread.join(timeout=1)  # a daemon thread: at worst it ends with the process
 
     def _list(self) -> Any:
         return self._custom.list_namespaced_custom_object(
@@ -347,7 +348,7 @@ class PhaseWatch:
                     self._namespace,
                     "promotions",
                     resource_version=self._rv,
-                    timeout_seconds=5,
+                    timeout_seconds=3,
                 ):
                     moment = time.monotonic()
                     obj = event["raw_object"]
@@ -486,9 +487,9 @@ def bench_sequential(stack: Stack, count: int) -> list[Row]:
     warm = Row("first promotion after operator start (warm-up, not in the rows below)")
     total = Row("**sequential**: create -> Succeeded")
     rows = {
-        "pickup": Row("  create -> Pending (watch event, kopf, first status write)"),
-        "verify": Row("  Pending -> Promoting (registry tags, upstream Argo CD app)"),
-        "git": Row("  Promoting -> Succeeded (lock, fetch x2, trailer scan, commit, push)"),
+        "pickup": Row("↳ create -> Pending (watch event, kopf, first status write)"),
+        "verify": Row("↳ Pending -> Promoting (registry tags, upstream Argo CD app)"),
+        "git": Row("↳ Promoting -> Succeeded (lock, fetch x2, trailer scan, commit, push)"),
     }
     stack.dev_runs(NEW_VERSION)
     began = stack.create("warm-up", NEW_VERSION)
@@ -521,9 +522,9 @@ def bench_concurrent(stack: Stack, count: int, concurrent_version: str) -> list[
         starts = list(pool.map(fire, range(count)))
     total = Row(f"**concurrent** ({count} Environments, one branch): create -> Succeeded")
     rows = {
-        "pickup": Row("  create -> Pending"),
-        "verify": Row("  Pending -> Promoting"),
-        "git": Row("  Promoting -> Succeeded (includes waiting for the branch lock)"),
+        "pickup": Row("↳ create -> Pending"),
+        "verify": Row("↳ Pending -> Promoting"),
+        "git": Row("↳ Promoting -> Succeeded (includes waiting for the branch lock)"),
     }
     finished = []
     for name, began in zip(names, starts, strict=True):
@@ -641,22 +642,20 @@ def run(args: argparse.Namespace, workdir: Path) -> str:
         step = time.monotonic()
         add_history(world.repo, args.commits)
         commits = int(git(f"--git-dir={world.repo}", "rev-list", "--count", "main"))
-        repo_note = (
-            f"{commits} commits, {SERVICES + 6 + args.concurrent} files, "
-            f"pack {pack_size(world.repo):.1f} MiB"
-        )
+        files = len(git(f"--git-dir={world.repo}", "ls-tree", "-r", "--name-only", "main").split())
+        repo_note = f"{commits} commits, {files} files, pack {pack_size(world.repo):.1f} MiB"
+
         say(f"repository: {repo_note} (built in {time.monotonic() - step:.1f} s)")
 
         say(f"git alone: {args.runs} runs each of fresh clone vs cached clone")
-        rows = bench_git(world, workdir, args.runs)
+        git_rows = bench_git(world, workdir, args.runs)
 
         with running_stack(world, workdir, exits, args) as stack:
             say(f"sequential: {args.sequential} promotions")
-            rows += bench_sequential(stack, args.sequential)
+            rows = bench_sequential(stack, args.sequential)
             if args.concurrent:
                 say(f"concurrent: {args.concurrent} promotions at once")
                 rows += bench_concurrent(stack, args.concurrent, concurrent_version)
-    order = [*rows[4:], *rows[:4]]  # operator rows first, then git alone
     elapsed = time.monotonic() - began
     return "\n".join(
         [
@@ -669,7 +668,7 @@ def run(args: argparse.Namespace, workdir: Path) -> str:
             "",
             f"Repository: {repo_note}; remote is a bare repository on local disk (`file://`).",
             "",
-            table(order),
+            table([*rows, *git_rows]),
         ]
     )
 

@@ -299,6 +299,7 @@ class GitRepository:
         *,
         max_attempts: int = 5,
         before_push: Callable[[], None] | None = None,
+        synced: bool = False,
     ) -> PushResult:
         """Apply `edit` to a fresh worktree, commit and push; re-apply on a moved branch.
 
@@ -307,7 +308,8 @@ class GitRepository:
         reset to the new remote head and `edit` runs again on that tree, so a concurrent
         commit is kept and our change lands on top of it. After `max_attempts` rejections:
         GitPushRejectedError (retryable). `before_push` runs between commit and push (the
-        crash-safety tests stop the process there).
+        crash-safety tests stop the process there). `synced`: the caller holds the lock and
+        has just synced, so the first attempt skips its own fetch.
         """
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -316,7 +318,8 @@ class GitRepository:
         message = redact(message, self._secrets)
         with self.lock():
             for attempt in range(1, max_attempts + 1):
-                self._sync_locked()
+                if attempt > 1 or not synced:
+                    self._sync_locked()
                 changes = edit(self._clone_dir)
                 if not changes:
                     return PushResult(None, attempt, False)

@@ -17,7 +17,7 @@ import kopf
 from promotion_operator import API_GROUP, API_VERSION
 from promotion_operator.k8s import Cluster
 from promotion_operator.lifecycle import environments, promotions
-from promotion_operator.lifecycle.context import Environment, OperatorConfig, now
+from promotion_operator.lifecycle.context import OperatorConfig, now
 
 log = logging.getLogger(__name__)
 
@@ -69,21 +69,58 @@ def promotion_deleted(namespace: str | None, name: str | None, **_: Any) -> None
     log.info("Promotion %s/%s deleted; git is left as it is", namespace, name)
 
 
-@kopf.daemon(API_GROUP, API_VERSION, "environments", cancellation_timeout=5.0)
-async def environment_status(
-    body: kopf.Body, stopped: kopf.DaemonStopped, logger: kopf.Logger, **_: Any
-) -> None:
-    """Keep the Environment's status (git version, live version, health) fresh.
+# Environments are refreshed by one loop over an in-memory index rather than a kopf
+# daemon or timer per object: those make kopf put a finalizer on every Environment, and
+# then an Environment could not be deleted (or pruned by Argo CD) while the operator is down.
+_known_environments: dict[tuple[str, str], dict[str, Any]] = {}
+_REFRESH_CONCURRENCY = 8
 
-    One loop per Environment; the blocking work runs in a thread so that many
-    Environments never exhaust kopf's worker pool.
-    """
-    while not stopped:
-        try:
-            env = Environment.parse(dict(body))
-            await asyncio.to_thread(environments.refresh_status, _config, Cluster(), env, now())
-        except Exception:  # a bad look is reported next time; the loop must go on
-            logger.exception(
-                "refreshing Environment %s failed", body.get("metadata", {}).get("name")
-            )
-        await stopped.wait(_config.environment_refresh)
+
+def _refresh_environment(obj: dict[str, Any]) -> None:
+    environments.refresh(_config, Cluster(), obj, now())
+
+
+@kopf.on.event(API_GROUP, API_VERSION, "environments")
+def environment_seen(body: kopf.Body, **kwargs: Any) -> None:
+    """Track the latest version of every Environment for the refresh loop."""
+    meta = body.get("metadata", {})
+    key = (meta.get("namespace", ""), meta.get("name", ""))
+    if kwargs.get("type") == "DELETED" or meta.get("deletionTimestamp"):
+        _known_environments.pop(key, None)
+    else:
+        _known_environments[key] = dict(body)
+
+
+@kopf.on.create(API_GROUP, API_VERSION, "environments")
+@kopf.on.update(API_GROUP, API_VERSION, "environments", field="spec")
+def environment_changed(body: kopf.Body, **_: Any) -> None:
+    """Refresh at once on a new or changed Environment, rather than at the next round."""
+    _refresh_environment(dict(body))
+
+
+async def _refresh_all() -> None:
+    """Every `environment_refresh` seconds, refresh every known Environment's status."""
+    limit = asyncio.Semaphore(_REFRESH_CONCURRENCY)
+
+    async def refresh(obj: dict[str, Any]) -> None:
+        async with limit:
+            try:
+                await asyncio.to_thread(_refresh_environment, obj)
+            except Exception:  # a bad look is reported next time; the loop must go on
+                log.exception("refreshing Environment %s failed", obj["metadata"].get("name"))
+
+    while True:
+        await asyncio.gather(*(refresh(obj) for obj in list(_known_environments.values())))
+        await asyncio.sleep(_config.environment_refresh)
+
+
+@kopf.on.startup()
+async def _start_refresh(memo: kopf.Memo, **_: Any) -> None:
+    memo["environment_refresh"] = asyncio.create_task(_refresh_all())
+
+
+@kopf.on.cleanup()
+async def _stop_refresh(memo: kopf.Memo, **_: Any) -> None:
+    task = memo.get("environment_refresh")
+    if isinstance(task, asyncio.Task):
+        task.cancel()

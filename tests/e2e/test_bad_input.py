@@ -228,3 +228,24 @@ def test_upstream_unhealthy_waits_then_fails(
     kube.apply(promotion(ns, "p", NEW_VERSION, timeout="5s"))
     status = fail_with(kube, operator, ns, "p", "UpstreamNotHealthy")
     assert "Degraded" in status["message"]
+
+
+def test_environment_with_an_invalid_version_pattern(
+    kube: Kube, operator: OperatorProcess, fresh_world: World, e2e_namespace: str
+) -> None:
+    ns = e2e_namespace
+    apply_world(kube, fresh_world, ns)
+    env = prod_environment(fresh_world, ns)
+    env["spec"]["versionPattern"] = "^v(unclosed"
+    kube.apply(env)
+
+    def ready() -> dict[str, Any] | None:
+        status = kube.get("environment", "tvhub-prod", ns).get("status") or {}
+        found = [c for c in status.get("conditions", []) if c["type"] == "Ready"]
+        return found[0] if found and found[0]["reason"] == "InvalidSpec" else None
+
+    condition = wait_for("the Environment to report its bad spec", ready, logs=operator.logs)
+    assert "versionPattern is not a valid regular expression" in condition["message"]
+    kube.apply(promotion(ns, "p", NEW_VERSION))
+    status = fail_with(kube, operator, ns, "p", "InvalidSpec")
+    assert "versionPattern" in status["message"]

@@ -117,6 +117,9 @@ def test_environment_status_is_a_dashboard(
     assert prod == OLD_VERSION
     table = kube.kubectl("get", "environments", "-n", ns).stdout
     assert NEW_VERSION in table and "Healthy" in table
+    # no finalizer: an Environment can be deleted (or pruned) even with the operator gone
+    assert not kube.get("environment", "tvhub-dev", ns)["metadata"].get("finalizers")
+    kube.kubectl("delete", "environment", "tvhub-dev", "-n", ns, "--timeout=20s")
 
 
 def test_version_not_running_in_dev_waits_then_fails(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from promotion_operator.domain.conditions import set_condition
 from promotion_operator.domain.errors import PromotionError, Reason
@@ -130,3 +131,27 @@ def refresh_status(
         patch.setdefault(key, None)
     cluster.patch_status("environments", env.namespace, env.name, patch)
     return status
+
+
+def refresh(
+    config: OperatorConfig, cluster: Cluster, obj: dict[str, Any], moment: dt.datetime
+) -> None:
+    """Refresh an Environment object's status; a spec the models refuse is reported there."""
+    try:
+        env = Environment.parse(obj)
+    except PromotionError as error:
+        meta = obj["metadata"]
+        status = EnvironmentStatus.model_validate(obj.get("status") or {})
+        status.conditions = set_condition(
+            status.conditions,
+            type_="Ready",
+            status=False,
+            reason=error.reason,
+            message=error.message,
+            now=timestamp(moment),
+            generation=meta.get("generation"),
+        )
+        status.message = error.message
+        cluster.patch_status("environments", meta["namespace"], meta["name"], dump(status))
+        return
+    refresh_status(config, cluster, env, moment)

@@ -416,6 +416,7 @@ def promote(
             lambda _worktree: _apply(repo, env, version, result),
             message,
             before_push=lambda: _crash_point("after-commit"),
+            synced=True,
         )
     _crash_point("after-push")
     if not pushed.changed or pushed.commit is None:
