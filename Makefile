@@ -18,7 +18,7 @@ lint: setup
 	$(VENV)/lint-imports
 
 test: lint
-	$(VENV)/python -m pytest tests
+	$(VENV)/python -m pytest
 
 unit: setup
 	$(VENV)/python -m pytest tests/unit

@@ -48,7 +48,7 @@ from promotion_operator import API_GROUP, API_VERSION
 from promotion_operator.domain.overlay import set_image_tags
 from promotion_operator.domain.planning import commit_message
 from promotion_operator.gitops import GitRepository
-from promotion_sandbox.argocd import APPLICATION_CRD
+from promotion_sandbox.argocd import install_crds
 from promotion_sandbox.controlplane import REPO_ROOT, ControlPlane
 from promotion_sandbox.gitserver import commit_files
 from promotion_sandbox.world import NEW_VERSION, OLD_VERSION, World, promotion
@@ -566,15 +566,7 @@ def running_stack(
     began = time.monotonic()
     plane.start()
     say(f"control plane ready in {time.monotonic() - began:.1f} s")
-    plane.kubectl("apply", "--server-side", "-f", str(REPO_ROOT / "crds"))
-    plane.kubectl("apply", "-f", "-", input_text=json.dumps(APPLICATION_CRD))
-    plane.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "crd/promotions.promotion.gitops.dev",
-        "crd/environments.promotion.gitops.dev",
-        "crd/applications.argoproj.io",
-    )
+    install_crds(plane.kubectl)
     plane.kubectl("create", "namespace", NAMESPACE)
     api = config.new_client_from_config(config_file=str(plane.kubeconfig))
     exits.callback(api.close)

@@ -14,16 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from promotion_sandbox.argocd import install_crds
 from support.kube import Kube
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
 def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
     """The cluster for the session, with our CRDs and the Argo CD Application CRD."""
-    from promotion_sandbox.argocd import APPLICATION_CRD
-
     existing = os.environ.get("PROMOTION_OPERATOR_TEST_KUBECONFIG")
     if existing:
         kube = Kube(
@@ -38,11 +35,7 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
         bin_dir = Path(state.bin_dir)
         kube = Kube(plane.kubeconfig, str(bin_dir / "kubectl"), str(bin_dir / "helm"))
     try:
-        kube.kubectl("apply", "--server-side", "-f", str(REPO_ROOT / "crds"))
-        kube.apply(APPLICATION_CRD)
-        for crd in ("promotions", "environments"):
-            kube.kubectl("wait", "--for=condition=Established", f"crd/{crd}.promotion.gitops.dev")
-        kube.kubectl("wait", "--for=condition=Established", "crd/applications.argoproj.io")
+        install_crds(kube.kubectl)
         yield kube
     finally:
         if plane is not None:

@@ -7,8 +7,11 @@ Argo CD's own CRD) and writes `.status` the way Argo CD's application controller
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
 from typing import Any
+
+from promotion_sandbox.controlplane import REPO_ROOT
 
 APPLICATION_CRD: dict[str, Any] = {
     "apiVersion": "apiextensions.k8s.io/v1",
@@ -87,3 +90,19 @@ def application_status(
         "summary": {"images": list(images)},
         "operationState": {"phase": operation_phase, "syncResult": {"revision": revision}},
     }
+
+
+def install_crds(kubectl: Callable[..., Any]) -> None:
+    """Install our CRDs (from crds/) and Argo CD's Application CRD, and wait for them.
+
+    `kubectl(*args, input_text=...)` runs the real kubectl against the cluster.
+    """
+    kubectl("apply", "--server-side", "-f", str(REPO_ROOT / "crds"))
+    kubectl("apply", "-f", "-", input_text=json.dumps(APPLICATION_CRD))
+    kubectl(
+        "wait",
+        "--for=condition=Established",
+        "crd/promotions.promotion.gitops.dev",
+        "crd/environments.promotion.gitops.dev",
+        "crd/applications.argoproj.io",
+    )

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from promotion_sandbox.argocd import APPLICATION_CRD
-from promotion_sandbox.controlplane import REPO_ROOT, ControlPlane
+from promotion_sandbox.argocd import install_crds
+from promotion_sandbox.controlplane import ControlPlane
 from promotion_sandbox.world import NEW_VERSION, UNTESTED_VERSION, World, promotion
 
 DEFAULT_HOME = Path(
@@ -40,15 +40,7 @@ def _up(home: Path) -> ControlPlane:
     started = time.monotonic()
     plane.start()
     _say(f"control plane ready in {time.monotonic() - started:.1f}s")
-    plane.kubectl("apply", "--server-side", "-f", str(REPO_ROOT / "crds"))
-    plane.kubectl("apply", "-f", "-", input_text=json.dumps(APPLICATION_CRD))
-    plane.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "crd/promotions.promotion.gitops.dev",
-        "crd/environments.promotion.gitops.dev",
-        "crd/applications.argoproj.io",
-    )
+    install_crds(plane.kubectl)
     return plane
 
 

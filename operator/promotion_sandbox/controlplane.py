@@ -48,7 +48,7 @@ class ControlPlaneState:
     bin_dir: str
 
 
-class ControlPlane:
+class ControlPlane(procs.Service):
     """etcd + kube-apiserver in `workdir`; `kubeconfig` is the admin's."""
 
     def __init__(self, workdir: Path, bin_dir: Path | None = None) -> None:
@@ -152,13 +152,6 @@ class ControlPlane:
         procs.stop(state.etcd_pid)
         self.state_file.unlink()
         self.state = None
-
-    def __enter__(self) -> ControlPlane:
-        self.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
 
     # -- helpers ---------------------------------------------------------------------
     def kubectl(self, *args: str, input_text: str | None = None, check: bool = True) -> str:

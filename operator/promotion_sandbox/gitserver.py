@@ -24,12 +24,12 @@ import time
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import MappingProxyType, TracebackType
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from promotion_sandbox.pki import CertificateAuthority
-from promotion_sandbox.procs import free_port, wait_until
+from promotion_sandbox.procs import Service, free_port, wait_until
 
 _AUTHOR = ("Sandbox Committer", "sandbox@gitops.dev")
 _NO_LINKS: Mapping[str, str] = MappingProxyType({})
@@ -143,7 +143,7 @@ def _find_sshd() -> str:
     return found
 
 
-class SSHGitServer:
+class SSHGitServer(Service):
     """`sshd` on a free 127.0.0.1 port serving the bare repos under `root` to one test key.
 
     Logs in as the current user (root in CI): sshd can only switch to other users when
@@ -161,18 +161,6 @@ class SSHGitServer:
         self.client_public_key = ""
         self._host_public_key = ""
         self._process: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> SSHGitServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"SSHGitServer(port={self.port}, root={str(self.root)!r})"
@@ -296,7 +284,7 @@ def _banner(port: int) -> bytes:
         return b""
 
 
-class HTTPGitServer:
+class HTTPGitServer(Service):
     """Smart HTTP git (`git http-backend`) for the bare repos under `root`, with Basic auth.
 
     Push is enabled for the authenticated user. With `tls=True` (the default) it serves
@@ -323,18 +311,6 @@ class HTTPGitServer:
         self._count_lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> HTTPGitServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"HTTPGitServer(port={self.port}, tls={self.tls})"

@@ -10,6 +10,7 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, Self
 
 
 def free_port() -> int:
@@ -87,3 +88,22 @@ def wait_until(
     if log is not None and log.exists():
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
     raise TimeoutError(f"{what} was not ready after {timeout:.0f}s\n{tail}")
+
+
+class Service:
+    """A local server with start() and stop(), usable as a context manager."""
+
+    def start(self) -> Any:
+        """Start the server and wait until it answers."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop the server; safe to call twice."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import MappingProxyType, TracebackType
+from types import MappingProxyType
 from typing import Any, Literal
 from urllib.parse import parse_qs, urljoin, urlsplit
 
@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
 from promotion_sandbox.pki import CertificateAuthority
-from promotion_sandbox.procs import free_port
+from promotion_sandbox.procs import Service, free_port
 
 AuthMode = Literal["none", "htpasswd", "token"]
 
@@ -74,7 +74,7 @@ def find_registry_binary() -> str:
     )
 
 
-class LocalRegistry:
+class LocalRegistry(Service):
     """A distribution registry on a free 127.0.0.1 port, storing blobs under `workdir`.
 
     `users` maps usernames to passwords for the `htpasswd` and `token` modes. Use as a
@@ -100,18 +100,6 @@ class LocalRegistry:
         self._process: subprocess.Popen[bytes] | None = None
         self._token_server: _TokenServer | None = None
         self._ca: CertificateAuthority | None = None
-
-    def __enter__(self) -> LocalRegistry:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"LocalRegistry(host={self.host!r}, auth={self.auth!r}, tls={self.tls})"
