@@ -12,7 +12,7 @@ from promotion_sandbox.world import (
     promotion,
 )
 from support.kube import Kube
-from support.operator import OperatorProcess, events_of, status_of, wait_for
+from support.operator import OperatorProcess, PhaseRecorder, events_of, status_of, wait_for
 
 pytestmark = pytest.mark.e2e
 PROD = "k8s/overlays/prod/kustomization.yaml"
@@ -143,10 +143,13 @@ def test_soak_waits_then_proceeds(
 ) -> None:
     ns = e2e_namespace
     setup_world(kube, fresh_world, ns, soak="5s")
-    kube.apply(promotion(ns, "soaked", NEW_VERSION))
-    waiting = wait_phase(kube, operator, ns, "soaked", "Verifying")
-    assert "soak" in str(waiting["message"])
-    done = wait_phase(kube, operator, ns, "soaked", "Succeeded")
+    with PhaseRecorder(kube, ns) as recorder:
+        kube.apply(promotion(ns, "soaked", NEW_VERSION))
+        waiting = wait_phase(kube, operator, ns, "soaked", "Verifying")
+        assert "soak" in str(waiting["message"])
+        done = wait_phase(kube, operator, ns, "soaked", "Succeeded")
+    # every step is visible on the resource, in order
+    assert recorder.phases("soaked") == ["Pending", "Verifying", "Promoting", "Succeeded"]
     soak = [c for c in done["checks"] if c["name"] == "Soak"]  # type: ignore[attr-defined]
     assert soak and soak[0]["status"] == "Passed"
 

@@ -110,3 +110,47 @@ def events_of(kube: Kube, namespace: str, name: str) -> list[str]:
     ).stdout
     items = sorted(json.loads(out)["items"], key=lambda e: e["metadata"]["creationTimestamp"])
     return [e["reason"] for e in items]
+
+
+class PhaseRecorder:
+    """Records every phase a namespace's Promotions pass through, from a real kubectl watch."""
+
+    def __init__(self, kube: Kube, namespace: str) -> None:
+        self.kube = kube
+        self.namespace = namespace
+        self.proc: subprocess.Popen[str] | None = None
+        self.lines: list[str] = []
+
+    def __enter__(self) -> PhaseRecorder:
+        template = '{.metadata.name} {.status.phase}{"\\n"}'
+        self.proc = subprocess.Popen(
+            [
+                self.kube.kubectl_path,
+                f"--kubeconfig={self.kube.kubeconfig}",
+                "get",
+                "promotions",
+                "-n",
+                self.namespace,
+                "--watch",
+                f"--output=jsonpath={template}",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        assert self.proc is not None
+        self.proc.terminate()
+        out, _ = self.proc.communicate(timeout=10)
+        self.lines = out.splitlines()
+
+    def phases(self, name: str) -> list[str]:
+        """The distinct phases `name` went through, in order."""
+        seen: list[str] = []
+        for line in self.lines:
+            parts = line.split()
+            if len(parts) == 2 and parts[0] == name and (not seen or seen[-1] != parts[1]):
+                seen.append(parts[1])
+        return seen
