@@ -67,6 +67,54 @@ def installed(kube: Kube) -> Iterator[tuple[str, str]]:
     kube.kubectl("delete", "namespace", release_ns, "--wait=false", check=False)
 
 
+@pytest.fixture
+def requested_by_policy(kube: Kube) -> Iterator[str]:
+    """The chart's requested-by admission policy, bound to one fresh namespace only."""
+    work_ns = f"rbac-work-{uuid.uuid4().hex[:8]}"
+    kube.kubectl("create", "namespace", work_ns)
+    policy = [
+        d
+        for d in render_chart(kube, "promotion-system")
+        if d["kind"].startswith("MutatingAdmissionPolicy")
+    ]
+    assert [d["kind"] for d in policy] == [
+        "MutatingAdmissionPolicy",
+        "MutatingAdmissionPolicyBinding",
+    ]
+    for doc in policy:
+        doc["metadata"]["name"] += f"-{work_ns}"
+    binding = policy[1]["spec"]
+    binding["policyName"] += f"-{work_ns}"
+    # the test cluster is shared: stamp only this test's namespace
+    binding["matchResources"] = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": work_ns}}
+    }
+    for doc in policy:
+        kube.apply(doc)
+    yield work_ns
+    for doc in policy:
+        kube.kubectl("delete", doc["kind"].lower(), doc["metadata"]["name"], check=False)
+    kube.kubectl("delete", "namespace", work_ns, "--wait=false", check=False)
+
+
+def stamped_by(kube: Kube, obj: dict[str, Any], user: str) -> str | None:
+    """What the API server stores as requested-by when `user` creates `obj` (dry run)."""
+    out = kube.kubectl(
+        "create",
+        "--dry-run=server",
+        "-o",
+        "json",
+        "-f",
+        "-",
+        f"--as={user}",
+        "--as-group=system:masters",
+        input_text=json.dumps(obj),
+    ).stdout
+    annotations = json.loads(out)["metadata"].get("annotations") or {}
+    value = annotations.get("promotion.gitops.dev/requested-by")
+    return str(value) if value is not None else None
+
+
 def token_kubeconfig(kube: Kube, namespace: str, account: str, path: Path) -> Path:
     """A kubeconfig that authenticates as the ServiceAccount with a bound token."""
     token = kube.kubectl(
@@ -104,17 +152,31 @@ def can_i(kube: Kube, account: str, namespace: str, verb: str, resource: str) ->
 
 
 def test_operator_promotes_under_the_charts_identity(
-    kube: Kube, installed: tuple[str, str], fresh_world: World, tmp_path: Path
+    kube: Kube,
+    installed: tuple[str, str],
+    requested_by_policy: str,
+    fresh_world: World,
+    tmp_path: Path,
 ) -> None:
     release_ns, account = installed
-    work_ns = f"rbac-work-{uuid.uuid4().hex[:8]}"
-    kube.kubectl("create", "namespace", work_ns)
+    work_ns = requested_by_policy
+    request = promotion(work_ns, "rbac", NEW_VERSION)
+    request["metadata"]["annotations"] = {"promotion.gitops.dev/requested-by": "spoofed"}
+    # the policy is active once the API server stamps the real user over the spoofed one
+    wait_for("the admission policy", lambda: stamped_by(kube, request, "alice") == "alice")
     for obj in fresh_world.objects(work_ns):
         kube.apply(obj)
     config = token_kubeconfig(kube, release_ns, account, tmp_path / "sa.kubeconfig")
     operator = OperatorProcess(kube, tmp_path, [work_ns], kubeconfig=config).start()
     try:
-        kube.apply(promotion(work_ns, "rbac", NEW_VERSION))
+        kube.kubectl(
+            "apply",
+            "-f",
+            "-",
+            "--as=alice",
+            "--as-group=system:masters",
+            input_text=json.dumps(request),
+        )
         status = wait_for(
             "the promotion under the chart's RBAC",
             lambda: (
@@ -135,8 +197,8 @@ def test_operator_promotes_under_the_charts_identity(
         assert env == "Healthy"
     finally:
         operator.stop()
-        kube.kubectl("delete", "namespace", work_ns, "--wait=false", check=False)
     assert fresh_world.remote_file("k8s/overlays/prod/kustomization.yaml").count(NEW_VERSION) == 2
+    assert "Requested-By: alice" in fresh_world.remote_messages()[0]
     logs = operator.logs()
     assert "Forbidden" not in logs and " 403" not in logs, logs[-3000:]
 
