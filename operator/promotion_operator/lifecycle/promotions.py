@@ -340,22 +340,30 @@ def _trailers(promotion: Promotion) -> dict[str, str]:
     }
 
 
-def _apply(
-    repo: GitRepository, env: Environment, version: str, result: dict[str, str]
-) -> Mapping[str, str] | None:
-    """Return the edited overlay (or None when it already holds the version)."""
-    path = overlay_file(env)
-    old = repo.read_file(path)
-    edit = set_image_tags(
-        old,
-        dict.fromkeys(env.spec.image_names(), version),
-        add_missing=env.spec.overlay.add_missing_images,
-    )
-    if not edit.changed:
-        result["diff"] = ""
-        return None
-    result["diff"] = unified_diff(path, old, edit.text)
-    return {path: edit.text}
+@dataclass
+class OverlayEditor:
+    """Edits the environment's overlay in the synced clone; remembers the last diff.
+
+    Called again after a rejected push, on the fresh tree, so `diff` always describes what
+    was committed last.
+    """
+
+    repo: GitRepository
+    env: Environment
+    version: str
+    diff: str = ""
+
+    def __call__(self, _worktree: object = None) -> Mapping[str, str] | None:
+        """Return {path: new text}, or None when the overlay already holds the version."""
+        path = overlay_file(self.env)
+        old = self.repo.read_file(path)
+        edit = set_image_tags(
+            old,
+            dict.fromkeys(self.env.spec.image_names(), self.version),
+            add_missing=self.env.spec.overlay.add_missing_images,
+        )
+        self.diff = unified_diff(path, old, edit.text) if edit.changed else ""
+        return {path: edit.text} if edit.changed else None
 
 
 def _version_of(overlay: str, env: Environment) -> str | None:
@@ -384,10 +392,10 @@ def promote(
             # pushed before a crash or a lost status write: the remote is the proof
             _recover(repo, env, writer, promotion, found)
             return
+        editor = OverlayEditor(repo, env, version)
         if promotion.spec.dry_run:
-            result: dict[str, str] = {}
-            _apply(repo, env, version, result)
-            writer.status.diff = result.get("diff") or None
+            editor()
+            writer.status.diff = editor.diff or None
             writer.condition("Committed", False, Reason.DRY_RUN, "dry run: nothing pushed")
             _finish(
                 writer,
@@ -400,7 +408,6 @@ def promote(
         if newer is not None:
             _supersede(writer, newer)
             return
-        result = {}
         message = commit_message(
             namespace=promotion.namespace,
             name=promotion.name,
@@ -413,7 +420,7 @@ def promote(
             requested_by=promotion.requested_by(),
         )
         pushed = repo.commit_and_push(
-            lambda _worktree: _apply(repo, env, version, result),
+            editor,
             message,
             before_push=lambda: _crash_point("after-commit"),
             synced=True,
@@ -428,7 +435,7 @@ def promote(
             writer, Phase.SUCCEEDED, Reason.ALREADY_AT_VERSION, f"{env.name} already at {version}"
         )
         return
-    _succeed_with_commit(writer, promotion, pushed.commit, result.get("diff", ""))
+    _succeed_with_commit(writer, promotion, pushed.commit, editor.diff)
 
 
 def _recover(
@@ -470,8 +477,8 @@ def _supersede(writer: StatusWriter, newer: str) -> None:
     )
 
 
-def _fail(writer: StatusWriter, error: PromotionError, *, verified: bool | None) -> None:
-    if verified is not True:
+def _fail(writer: StatusWriter, error: PromotionError) -> None:
+    if writer.status.phase != Phase.PROMOTING:  # past Promoting, the checks did pass
         writer.condition("Verified", False, error.reason, error.message)
     _finish(writer, Phase.FAILED, error.reason, error.message, warning=True)
 
@@ -509,10 +516,10 @@ def reconcile(
         try:
             return _wait(config, promotion, writer, error, attempt, moment)
         except PromotionError as final:
-            _fail(writer, final, verified=writer.status.phase == Phase.PROMOTING or None)
+            _fail(writer, final)
             return None
     except PromotionError as error:
-        _fail(writer, error, verified=writer.status.phase == Phase.PROMOTING or None)
+        _fail(writer, error)
         return None
 
 
