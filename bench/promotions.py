@@ -51,6 +51,7 @@ from promotion_operator.gitops import GitRepository
 from promotion_sandbox.argocd import install_crds
 from promotion_sandbox.controlplane import REPO_ROOT, ControlPlane
 from promotion_sandbox.gitserver import commit_files
+from promotion_sandbox.procs import terminate
 from promotion_sandbox.world import NEW_VERSION, OLD_VERSION, World, promotion
 
 NAMESPACE = "bench"
@@ -409,14 +410,7 @@ class Operator:
 
     def stop(self) -> None:
         """Terminate (then kill) the process if it runs."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        terminate(self.proc, grace=15)
 
     def logs(self) -> str:
         """The log so far."""

@@ -18,6 +18,7 @@ from typing import Any
 
 from promotion_sandbox.argocd import install_crds
 from promotion_sandbox.controlplane import ControlPlane
+from promotion_sandbox.procs import terminate
 from promotion_sandbox.world import NEW_VERSION, UNTESTED_VERSION, World, promotion
 
 DEFAULT_HOME = Path(
@@ -133,9 +134,7 @@ def demo(home: Path, keep: bool) -> int:
         print(plane.kubectl("get", "promotions,environments", "-n", NAMESPACE))
         return 0 if status.get("phase") == "Failed" else 1
     finally:
-        if operator is not None:
-            operator.terminate()
-            operator.wait(20)
+        terminate(operator, grace=20)
         if keep:
             _say(
                 f"left running: export KUBECONFIG={plane.kubeconfig}; "

@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from promotion_sandbox.pki import CertificateAuthority
-from promotion_sandbox.procs import Service, free_port, wait_until
+from promotion_sandbox.procs import Service, free_port, terminate, wait_until
 
 _AUTHOR = ("Sandbox Committer", "sandbox@gitops.dev")
 _NO_LINKS: Mapping[str, str] = MappingProxyType({})
@@ -209,13 +209,7 @@ class SSHGitServer(Service):
     def stop(self) -> None:
         """Stop sshd; keys and repos stay in their folders."""
         process, self._process = self._process, None
-        if process is not None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        terminate(process)
 
     def _config(self) -> str:
         return "\n".join(

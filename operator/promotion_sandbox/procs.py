@@ -75,6 +75,18 @@ def stop(pid: int, *, grace: float = 10.0) -> None:
             time.sleep(0.05)
 
 
+def terminate(process: subprocess.Popen[Any] | None, *, grace: float = 10.0) -> None:
+    """Stop a child process: SIGTERM, then SIGKILL after `grace` seconds; reap it."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+
+
 def wait_until(
     ready: Callable[[], bool], *, timeout: float, what: str, log: Path | None = None
 ) -> None:

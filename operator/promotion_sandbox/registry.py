@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
 from promotion_sandbox.pki import CertificateAuthority
-from promotion_sandbox.procs import Service, free_port
+from promotion_sandbox.procs import Service, free_port, terminate
 
 AuthMode = Literal["none", "htpasswd", "token"]
 
@@ -149,13 +149,7 @@ class LocalRegistry(Service):
     def stop(self) -> None:
         """Stop the registry and the token server; storage is kept in `workdir`."""
         process, self._process = self._process, None
-        if process is not None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        terminate(process)
         token_server, self._token_server = self._token_server, None
         if token_server is not None:
             token_server.stop()

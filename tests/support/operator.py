@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from promotion_sandbox.procs import terminate
 from support.kube import Kube
 
 
@@ -63,13 +64,7 @@ class OperatorProcess:
         return self.proc.wait(timeout)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, grace=15)
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
