@@ -249,3 +249,31 @@ def test_environment_with_an_invalid_version_pattern(
     kube.apply(promotion(ns, "p", NEW_VERSION))
     status = fail_with(kube, operator, ns, "p", "InvalidSpec")
     assert "versionPattern" in status["message"]
+
+
+def test_upstream_without_health_cannot_prove_a_version(
+    kube: Kube, operator: OperatorProcess, fresh_world: World, e2e_namespace: str
+) -> None:
+    ns = e2e_namespace
+    objects = apply_world(kube, fresh_world, ns)
+    dev = next(
+        o for o in objects if o["kind"] == "Environment" and o["metadata"]["name"] == "tvhub-dev"
+    )
+    del dev["spec"]["health"]
+    kube.kubectl("replace", "-f", "-", input_text=json.dumps(dev))
+    kube.apply(promotion(ns, "p", NEW_VERSION))
+    status = fail_with(kube, operator, ns, "p", "UpstreamHasNoHealth")
+    assert "no spec.health" in status["message"]
+
+
+def test_unknown_upstream(
+    kube: Kube, operator: OperatorProcess, fresh_world: World, e2e_namespace: str
+) -> None:
+    ns = e2e_namespace
+    apply_world(kube, fresh_world, ns)
+    env = prod_environment(fresh_world, ns)
+    env["spec"]["upstream"] = "tvhub-staging"
+    kube.apply(env)
+    kube.apply(promotion(ns, "p", NEW_VERSION))
+    status = fail_with(kube, operator, ns, "p", "EnvironmentNotFound")
+    assert "upstream Environment 'tvhub-staging'" in status["message"]
