@@ -91,11 +91,15 @@ class Cluster:
         """Return the Promotion object; raise NotFoundError."""
         return self._get_custom(API_GROUP, namespace, "promotions", name)
 
-    def list_promotions(self, namespace: str) -> list[Object]:
-        """Return every Promotion in the namespace."""
+    def list_promotions(self, namespace: str, environment: str) -> list[Object]:
+        """Return the Promotions of one Environment (a field selector: filtered server-side)."""
         with _translated(f"list promotions in {namespace}"):
             result = self._custom.list_namespaced_custom_object(
-                API_GROUP, API_VERSION, namespace, "promotions"
+                API_GROUP,
+                API_VERSION,
+                namespace,
+                "promotions",
+                field_selector=f"spec.environment={environment}",
             )
         return cast(list[Object], cast(Object, result).get("items", []))
 

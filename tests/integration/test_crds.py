@@ -114,3 +114,20 @@ def test_printer_columns(kube: Kube, namespace: str) -> None:
     kube.apply(environment(namespace))
     header = kube.kubectl("get", "environments", "-n", namespace).stdout.splitlines()[0].split()
     assert header == ["NAME", "VERSION", "LIVE", "HEALTH", "AGE"]
+
+
+def test_promotions_can_be_selected_by_environment(kube: Kube, namespace: str) -> None:
+    for name, env in (("a", "prod"), ("b", "staging"), ("c", "prod")):
+        obj = promotion(namespace, environment=env, version="v20250819-f3b8541")
+        obj["metadata"]["name"] = name
+        kube.apply(obj)
+    out = kube.kubectl(
+        "get",
+        "promotions",
+        "-n",
+        namespace,
+        "--field-selector=spec.environment=prod",
+        "-o",
+        "name",
+    ).stdout.split()
+    assert out == ["promotion.promotion.gitops.dev/a", "promotion.promotion.gitops.dev/c"]

@@ -87,6 +87,7 @@ def _crd(
     status: type[BaseModel],
     columns: list[dict[str, Any]],
     description: str,
+    selectable: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
@@ -109,6 +110,11 @@ def _crd(
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
+                    **(
+                        {"selectableFields": [{"jsonPath": path} for path in selectable]}
+                        if selectable
+                        else {}
+                    ),
                     "additionalPrinterColumns": columns,
                     "schema": {
                         "openAPIV3Schema": {
@@ -166,6 +172,8 @@ def custom_resource_definitions() -> dict[str, dict[str, Any]]:
             short_names=["promo"],
             spec=PromotionSpec,
             status=PromotionStatus,
+            # newest-wins lists one Environment's Promotions, filtered by the API server
+            selectable=(".spec.environment",),
             description="A request to move one Environment to one version through git.",
             columns=[
                 _column("Environment", ".spec.environment"),

@@ -317,7 +317,7 @@ def newer_promotion(cluster: Cluster, promotion: Promotion) -> str | None:
     if promotion.spec.dry_run:
         return None
     mine = (_request_time(promotion.raw), promotion.raw["metadata"].get("creationTimestamp", ""))
-    for other in cluster.list_promotions(promotion.namespace):
+    for other in cluster.list_promotions(promotion.namespace, promotion.spec.environment):
         meta = other["metadata"]
         if meta["uid"] == promotion.uid or meta.get("deletionTimestamp"):
             continue
