@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -49,27 +51,62 @@ def _apply(plane: ControlPlane, obj: dict[str, Any]) -> None:
     print(plane.kubectl("apply", "-f", "-", input_text=json.dumps(obj)).strip())
 
 
-def _phase(plane: ControlPlane, name: str) -> dict[str, Any]:
-    out = plane.kubectl("get", "promotion", name, "-n", NAMESPACE, "-o", "json")
-    status: dict[str, Any] = json.loads(out).get("status") or {}
-    return status
+class _PhaseWatch:
+    """`kubectl get promotions --watch`: every status write, as the API server sends it.
 
+    Polling could miss a phase that lasts a few milliseconds (Pending, Promoting); a watch
+    sees each write.
+    """
 
-def _follow(plane: ControlPlane, name: str, until: set[str], timeout: float) -> dict[str, Any]:
-    """Print each phase change with its message until one of `until`."""
-    seen: tuple[str, str] | None = None
-    deadline = time.monotonic() + timeout
-    status: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        status = _phase(plane, name)
-        now = (status.get("phase", "-"), status.get("message", ""))
-        if now != seen:
-            print(f"   {name}: {now[0]:<10} {now[1]}", flush=True)
-            seen = now
-        if now[0] in until:
-            return status
-        time.sleep(0.3)
-    raise SystemExit(f"{name} did not reach {until} in {timeout:.0f}s")
+    def __init__(self, plane: ControlPlane) -> None:
+        if plane.state is None:
+            raise RuntimeError("control plane not started")
+        # no tabs: kubectl's tabwriter would hold tab-separated lines back until it exits
+        template = '{.metadata.name}{"|"}{.status.phase}{"|"}{.status.message}{"\\n"}'
+        self._proc = subprocess.Popen(
+            [
+                str(Path(plane.state.bin_dir) / "kubectl"),
+                f"--kubeconfig={plane.kubeconfig}",
+                "get",
+                "promotions",
+                "-n",
+                NAMESPACE,
+                "--watch",
+                f"--output=jsonpath={template}",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        self._lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self._proc.stdout is not None  # noqa: S101 - set by PIPE above
+        for line in self._proc.stdout:
+            self._lines.put(line.rstrip("\n"))
+
+    def follow(self, name: str, until: set[str], timeout: float) -> str:
+        """Print each phase change of `name` with its message; return the final phase."""
+        seen: tuple[str, str] | None = None
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self._lines.get(timeout=left)
+            except queue.Empty:
+                break
+            who, phase, message = ([*line.split("|", 2), "", ""])[:3]
+            if who != name or not phase or (phase, message) == seen:
+                continue
+            seen = (phase, message)
+            print(f"   {name}: {phase:<10} {message}", flush=True)
+            if phase in until:
+                return phase
+        raise SystemExit(f"{name} did not reach {until} in {timeout:.0f}s")
+
+    def close(self) -> None:
+        """Stop the watch."""
+        terminate(self._proc, grace=5)
 
 
 def demo(home: Path, keep: bool) -> int:
@@ -109,6 +146,7 @@ def demo(home: Path, keep: bool) -> int:
                 stderr=subprocess.STDOUT,
             )
         _say(f"operator running (log: {log}); dev runs {NEW_VERSION}, prod must soak 8s")
+        watch = _PhaseWatch(plane)
         _apply(
             plane,
             promotion(
@@ -118,21 +156,21 @@ def demo(home: Path, keep: bool) -> int:
                 reason="color button fix, checked in dev",
             ),
         )
-        status = _follow(plane, f"tvhub-prod-{NEW_VERSION}", {"Succeeded", "Failed"}, 120)
-        if status.get("phase") != "Succeeded":
+        if watch.follow(f"tvhub-prod-{NEW_VERSION}", {"Succeeded", "Failed"}, 120) != "Succeeded":
             return 1
         _say("the prod overlay on the git remote now reads")
         print(world.remote_file("k8s/overlays/prod/kustomization.yaml"))
-        print(world._git("log", "-1", "--format=%h %an%n%B"))
+        print(world.last_commit())
         _say(f"a version never run in dev ({UNTESTED_VERSION}) waits, then fails at its timeout")
         _apply(
             plane,
             promotion(NAMESPACE, f"tvhub-prod-{UNTESTED_VERSION}", UNTESTED_VERSION, timeout="20s"),
         )
-        status = _follow(plane, f"tvhub-prod-{UNTESTED_VERSION}", {"Succeeded", "Failed"}, 120)
+        final = watch.follow(f"tvhub-prod-{UNTESTED_VERSION}", {"Succeeded", "Failed"}, 120)
+        watch.close()
         _say("kubectl get promotions,environments -n tvhub")
         print(plane.kubectl("get", "promotions,environments", "-n", NAMESPACE))
-        return 0 if status.get("phase") == "Failed" else 1
+        return 0 if final == "Failed" else 1
     finally:
         terminate(operator, grace=20)
         if keep:

@@ -143,6 +143,10 @@ class World:
             run(["git", "-C", str(work), "push", "-q", "origin", "main"])
         return self.remote_head()
 
+    def last_commit(self, ref: str = "main") -> str:
+        """The newest commit on the remote branch: short hash, author, message."""
+        return self._git("log", "-1", "--format=%h %an%n%B", ref)
+
     def remote_head(self, ref: str = "main") -> str:
         """The remote branch's head commit."""
         return self._git("rev-parse", ref).strip()
