@@ -168,12 +168,15 @@ class GitRepository:
         author: tuple[str, str] = DEFAULT_AUTHOR,
         timeout: float = 60,
         ca_bundle: Path | None = None,
+        secrets_dir: Path | None = None,
     ) -> None:
         """Validate the remote and credentials; touches neither the network nor the disk.
 
         `allow_file` is the operator's local-use flag: it also allows `file://` and plain
         `http://` remotes (loopback servers in tests and demos). `ca_bundle` adds a CA
         certificate file trusted for https remotes (a private or self-signed server).
+        `secrets_dir` is where the SSH key and known_hosts are written for the length of
+        one network call (default: the system temporary folder).
         """
         validate_git_url(url, allow_file=allow_file)
         validate_branch(branch)
@@ -192,6 +195,7 @@ class GitRepository:
         self._author = author
         self._timeout = timeout
         self._ca_bundle = ca_bundle
+        self._secrets_dir = secrets_dir
         self._cache_dir = cache_dir
         key = hashlib.sha256(f"{url}\n{branch}".encode()).hexdigest()[:24]
         self._clone_dir = cache_dir / key
@@ -524,7 +528,9 @@ class GitRepository:
             env[_PASSWORD_ENV] = self._auth.password
             yield env
         elif isinstance(self._auth, SSHAuth):
-            with tempfile.TemporaryDirectory(prefix="promotion-ssh-") as private:  # mode 0700
+            with tempfile.TemporaryDirectory(  # mode 0700
+                prefix="promotion-ssh-", dir=self._secrets_dir
+            ) as private:
                 key_file = Path(private) / "id"
                 hosts_file = Path(private) / "known_hosts"
                 _write_private(key_file, _normalise_key(self._auth.private_key))

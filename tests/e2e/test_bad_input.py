@@ -22,8 +22,17 @@ def apply_world(kube: Kube, world: World, ns: str, **options: Any) -> list[dict[
     return objects
 
 
-def prod_environment(world: World, ns: str) -> dict[str, Any]:
-    return next(o for o in world.objects(ns) if o["metadata"]["name"] == "tvhub-prod")
+def set_prod_spec(kube: Kube, world: World, ns: str, **changes: Any) -> None:
+    """Apply the prod Environment with `changes` (camelCase spec fields) merged in."""
+    env = next(o for o in world.objects(ns) if o["metadata"]["name"] == "tvhub-prod")
+    env["spec"].update(changes)
+    kube.apply(env)
+
+
+def everything_shown(kube: Kube, ns: str, status: dict[str, Any], operator: OperatorProcess) -> str:
+    """All a user or admin can read: the status, the namespace's Events, the operator log."""
+    events = kube.kubectl("get", "events", "-n", ns, "-o", "json").stdout
+    return json.dumps(status) + events + operator.logs()
 
 
 def fail_with(
@@ -106,15 +115,12 @@ def test_overlay_problems(
 ) -> None:
     ns = e2e_namespace
     apply_world(kube, fresh_world, ns)
-    env = prod_environment(fresh_world, ns)
-    env["spec"]["overlay"]["path"] = "k8s/overlays/missing"
-    kube.apply(env)
+    set_prod_spec(kube, fresh_world, ns, overlay={"path": "k8s/overlays/missing"})
     kube.apply(promotion(ns, "p1", NEW_VERSION))
     status = fail_with(kube, operator, ns, "p1", "InvalidOverlay")
     assert "k8s/overlays/missing/kustomization.yaml" in status["message"]
 
-    env["spec"]["overlay"]["path"] = "k8s/../../outside"
-    kube.apply(env)
+    set_prod_spec(kube, fresh_world, ns, overlay={"path": "k8s/../../outside"})
     kube.apply(promotion(ns, "p2", NEW_VERSION))
     status = fail_with(kube, operator, ns, "p2", "InvalidOverlay")
     assert ".." in status["message"]
@@ -126,11 +132,8 @@ def test_image_not_in_overlay(
     ns = e2e_namespace
     apply_world(kube, fresh_world, ns)
     extra = f"{fresh_world.registry.host}/team/tvhub-frontend"
-    env = prod_environment(fresh_world, ns)
     # the overlay pins frontend and backend; dev (the upstream) stays as it is
-    env["spec"]["overlay"]["path"] = "k8s/base"
-    env["spec"]["images"] = [{"name": extra}]
-    kube.apply(env)
+    set_prod_spec(kube, fresh_world, ns, overlay={"path": "k8s/base"}, images=[{"name": extra}])
     before = fresh_world.remote_head()
     kube.apply(promotion(ns, "p", NEW_VERSION))
     status = fail_with(kube, operator, ns, "p", "ImageNotInOverlay")
@@ -160,8 +163,7 @@ def test_wrong_registry_credentials_never_leak(
     kube.apply(promotion(ns, "p", NEW_VERSION))
     status = fail_with(kube, operator, ns, "p", "RegistryAuthFailed")
     assert "refused" in status["message"]
-    everything = json.dumps(status) + kube.kubectl("get", "events", "-n", ns, "-o", "json").stdout
-    everything += operator.logs()
+    everything = everything_shown(kube, ns, status, operator)
     for secret in (wrong, auth, "registry-s3cret-pw"):
         assert secret not in everything
 
@@ -182,17 +184,19 @@ def test_git_remote_unreachable_retries_then_fails(
         "--from-literal=username=bot",
         f"--from-literal=password={password}",
     )
-    env = prod_environment(fresh_world, ns)
-    env["spec"]["git"] = {
-        "url": "https://127.0.0.1:9/team/tvhub-gitops.git",
-        "secretRef": {"name": "git-creds"},
-    }
-    kube.apply(env)
+    set_prod_spec(
+        kube,
+        fresh_world,
+        ns,
+        git={
+            "url": "https://127.0.0.1:9/team/tvhub-gitops.git",
+            "secretRef": {"name": "git-creds"},
+        },
+    )
     kube.apply(promotion(ns, "p", NEW_VERSION, timeout="6s"))
     status = fail_with(kube, operator, ns, "p", "GitUnreachable")
     assert "127.0.0.1:9" in status["message"] and "timed out after 6s" in status["message"]
-    everything = json.dumps(status) + kube.kubectl("get", "events", "-n", ns, "-o", "json").stdout
-    assert password not in everything + operator.logs()
+    assert password not in everything_shown(kube, ns, status, operator)
 
 
 def test_invalid_git_url_scheme(
@@ -200,9 +204,7 @@ def test_invalid_git_url_scheme(
 ) -> None:
     ns = e2e_namespace
     apply_world(kube, fresh_world, ns)
-    env = prod_environment(fresh_world, ns)
-    env["spec"]["git"] = {"url": "ext::sh%20-c%20touch%20/tmp/pwned"}
-    kube.apply(env)
+    set_prod_spec(kube, fresh_world, ns, git={"url": "ext::sh%20-c%20touch%20/tmp/pwned"})
     kube.apply(promotion(ns, "p", NEW_VERSION))
     status = fail_with(kube, operator, ns, "p", "InvalidGitURL")
     assert "https://" in status["message"]
@@ -235,9 +237,7 @@ def test_environment_with_an_invalid_version_pattern(
 ) -> None:
     ns = e2e_namespace
     apply_world(kube, fresh_world, ns)
-    env = prod_environment(fresh_world, ns)
-    env["spec"]["versionPattern"] = "^v(unclosed"
-    kube.apply(env)
+    set_prod_spec(kube, fresh_world, ns, versionPattern="^v(unclosed")
 
     def ready() -> dict[str, Any] | None:
         status = kube.get("environment", "tvhub-prod", ns).get("status") or {}
@@ -271,9 +271,7 @@ def test_unknown_upstream(
 ) -> None:
     ns = e2e_namespace
     apply_world(kube, fresh_world, ns)
-    env = prod_environment(fresh_world, ns)
-    env["spec"]["upstream"] = "tvhub-staging"
-    kube.apply(env)
+    set_prod_spec(kube, fresh_world, ns, upstream="tvhub-staging")
     kube.apply(promotion(ns, "p", NEW_VERSION))
     status = fail_with(kube, operator, ns, "p", "EnvironmentNotFound")
     assert "upstream Environment 'tvhub-staging'" in status["message"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -129,12 +128,19 @@ def test_a_garbled_private_key_is_reported_without_echoing_it(
 
 
 def test_the_key_file_is_gone_after_each_operation(
-    ssh_repo: GitRepository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ssh_server: SSHGitServer, bare_repo: Path, cache_dir: Path, ssh_auth: SSHAuth, tmp_path: Path
 ) -> None:
-    (tmp_path / "tmp").mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
-    ssh_repo.sync()
-    assert list((tmp_path / "tmp").iterdir()) == []
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    repo = GitRepository(
+        ssh_server.url_for(bare_repo.name),
+        "main",
+        cache_dir=cache_dir,
+        auth=ssh_auth,
+        secrets_dir=secrets,
+    )
+    repo.sync()
+    assert list(secrets.iterdir()) == []
 
 
 def test_a_missing_repository_over_ssh(
