@@ -14,6 +14,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
+from promotion_operator.domain.patterns import compile_version_pattern
+
 DEFAULT_VERSION_PATTERN = r"^v\d{8}-[0-9a-f]{7,40}$"
 # An OCI tag (distribution's grammar); the Environment's versionPattern narrows it further.
 TAG_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
@@ -206,13 +208,9 @@ class EnvironmentSpec(Model):
     @field_validator("version_pattern")
     @classmethod
     def _pattern_compiles(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except re.error as error:
-            # re.error is no ValueError: pydantic would let it escape validation
-            raise ValueError(
-                f"versionPattern is not a valid regular expression: {error}"
-            ) from error
+        # Compiled with RE2, as it is matched: a pattern that would need backtracking is
+        # refused here, as InvalidSpec, rather than run.
+        compile_version_pattern(value)
         return value
 
     def image_names(self) -> list[str]:
