@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ruamel.yaml import YAML
+from ruamel.yaml.composer import Composer
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.resolver import VersionedResolver
@@ -33,6 +34,11 @@ _NULL_TAG = "tag:yaml.org,2002:null"
 _RESOLVERS = (VersionedResolver(version=(1, 1)), VersionedResolver(version=(1, 2)))
 _PLAIN_SAFE = re.compile(r"[A-Za-z0-9_./][A-Za-z0-9_./:@+-]*")
 _ENTRY_HINT = "`images` must be a list of {name, newTag} entries"
+# An overlay is a short file people write. Far larger or deeper input is an attack or an
+# accident, and it must end as INVALID_OVERLAY, not as seconds of work under the
+# repository lock or a RecursionError (ruamel composes nodes recursively).
+MAX_OVERLAY_BYTES = 1 << 20
+MAX_NESTING = 64
 
 # (start, end, replacement) over the original text.
 _Splice = tuple[int, int, str]
@@ -167,9 +173,18 @@ class _Overlay:
 
     @classmethod
     def parse(cls, text: str) -> _Overlay:
+        size = len(text.encode("utf-8", "surrogatepass"))
+        if size > MAX_OVERLAY_BYTES:
+            raise PermanentError(
+                Reason.INVALID_OVERLAY,
+                f"{_FILE} is {size} bytes, more than the {MAX_OVERLAY_BYTES} an overlay may "
+                "have; keep generated content out of the overlay the operator edits",
+            )
+        yaml = YAML(typ="rt")
+        yaml.Composer = _BoundedComposer
         try:
             # A stray `---` at the end yields an empty document that Kustomize ignores too.
-            documents = [doc for doc in YAML(typ="rt").compose_all(text) if not _is_empty(doc)]
+            documents = [doc for doc in yaml.compose_all(text) if not _is_empty(doc)]
         except YAMLError as exc:
             raise PermanentError(Reason.INVALID_OVERLAY, _yaml_error_message(exc)) from exc
         if not documents:
@@ -210,6 +225,31 @@ class _Overlay:
                 "keep one entry",
             )
         return found[0] if found else None
+
+
+class _BoundedComposer(Composer):
+    """ruamel's composer, refusing nesting deeper than MAX_NESTING before it recurses."""
+
+    def __init__(self, loader: object = None) -> None:
+        super().__init__(loader)
+        self._nesting = 0
+        # YAML allows an anchor to be redefined; a warning would only be noise in the logs.
+        self.warn_double_anchors = False
+
+    def compose_node(self, parent: Node | None, index: object) -> Node:
+        self._nesting += 1
+        try:
+            if self._nesting > MAX_NESTING:
+                mark = self.parser.peek_event().start_mark
+                raise PermanentError(
+                    Reason.INVALID_OVERLAY,
+                    f"{_FILE} line {mark.line + 1}: nested more than {MAX_NESTING} levels "
+                    "deep; a kustomization needs only a few levels",
+                )
+            node: Node = super().compose_node(parent, index)
+            return node
+        finally:
+            self._nesting -= 1
 
 
 def _parse_entry(node: Node) -> _Entry:
@@ -451,12 +491,19 @@ def _insert_lines(text: str, at: int, lines: Sequence[str], eol: str) -> _Splice
     return (at, at, body)
 
 
-def _content_end(text: str, node: Node) -> int:
+def _content_end(text: str, node: Node, seen: dict[int, int] | None = None) -> int:
     """Index just after the last character of `node`'s content (not its trailing comments).
 
     Block collections and empty scalars end where the *next* token starts, so only
-    flow collections and non-empty scalars are trusted.
+    flow collections and non-empty scalars are trusted. An alias is the very node it
+    names, so one node can be reached along many paths (`*a` listed twice in `&b`, `*b`
+    listed twice in `&c`, ...): `seen` answers each node once, which keeps the walk linear
+    in the text instead of exponential in the number of alias levels.
     """
+    seen = {} if seen is None else seen
+    known = seen.get(id(node))
+    if known is not None:
+        return known
     if not isinstance(node, MappingNode | SequenceNode) or node.flow_style:
         end = int(node.end_mark.index)
     else:
@@ -466,13 +513,14 @@ def _content_end(text: str, node: Node) -> int:
             else node.value
         )
         ends = [
-            _content_end(text, child)
+            _content_end(text, child, seen)
             for child in children
             if child.start_mark.index != child.end_mark.index
         ]
         end = max(ends, default=int(node.start_mark.index))
     while end > 0 and text[end - 1] in " \t\r\n":
         end -= 1
+    seen[id(node)] = end
     return end
 
 
