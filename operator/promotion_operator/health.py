@@ -7,13 +7,16 @@ the HTTP source does its own request.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import requests
-
 from promotion_operator.domain.models import HealthStatus, HTTPHealth
+from promotion_operator.fetch import BodyTooLargeError, FetchError, fetch
+
+MAX_HEALTH_BODY = 64 << 10
+"""The most bytes of a health endpoint's body read; a version field needs far fewer."""
 
 Object = Mapping[str, Any]
 
@@ -159,26 +162,43 @@ def _field(document: Any, dotted: str) -> Any:
 
 
 def observe_http(spec: HTTPHealth, images: Sequence[str], *, timeout: float = 5.0) -> Observation:
-    """GET the URL: healthy on the expected status; the version field (if any) gives the tag."""
+    """GET the URL: healthy on the expected status; the version field (if any) gives the tag.
+
+    The URL is a tenant's, so the request is bounded: `timeout` seconds for the whole call
+    (connect, headers, body), at most MAX_HEALTH_BODY bytes of body, and no redirect is
+    followed (a 3xx other than the expected status is Unknown, saying so). Never raises.
+    """
+    where = f"GET {spec.url}"
     try:
-        response = requests.get(spec.url, timeout=timeout)
-    except requests.RequestException as error:
-        return Observation(HealthStatus.UNKNOWN, message=f"GET {spec.url}: {type(error).__name__}")
-    if response.status_code != spec.expected_status:
+        reply = fetch("GET", spec.url, deadline=timeout, max_body=MAX_HEALTH_BODY)
+    except BodyTooLargeError:
+        return Observation(
+            HealthStatus.UNKNOWN,
+            message=f"{where}: the body is larger than {MAX_HEALTH_BODY} bytes; "
+            "point health.http.url at a small status endpoint",
+        )
+    except FetchError as error:
+        return Observation(HealthStatus.UNKNOWN, message=f"{where}: {error.problem}")
+    if reply.status != spec.expected_status and reply.is_redirect:
+        return Observation(
+            HealthStatus.UNKNOWN,
+            message=f"{where}: answered {reply.status}, a redirect; redirects are not "
+            "followed: set health.http.url to the final address",
+        )
+    if reply.status != spec.expected_status:
         return Observation(
             HealthStatus.DEGRADED,
-            message=f"GET {spec.url}: status {response.status_code}, "
-            f"expected {spec.expected_status}",
+            message=f"{where}: status {reply.status}, expected {spec.expected_status}",
         )
     if spec.version_field is None:
         return Observation(HealthStatus.HEALTHY)
     try:
-        version = _field(response.json(), spec.version_field)
-    except ValueError:
+        version = _field(json.loads(reply.body), spec.version_field)
+    except (ValueError, RecursionError):  # not JSON (or nested past the parser's stack)
         version = None
     if not isinstance(version, str):
         return Observation(
             HealthStatus.UNKNOWN,
-            message=f"GET {spec.url}: no string field {spec.version_field} in the body",
+            message=f"{where}: no string field {spec.version_field} in the body",
         )
     return Observation(HealthStatus.HEALTHY, dict.fromkeys(images, version))

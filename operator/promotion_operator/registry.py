@@ -17,17 +17,22 @@ import json
 import re
 import threading
 import time
-import warnings
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
-
-import requests
-from urllib3.exceptions import InsecureRequestWarning
+from urllib.parse import urljoin, urlsplit
 
 from promotion_operator.domain.errors import PermanentError, Reason, RetryableError
+from promotion_operator.fetch import (
+    BodyTooLargeError,
+    ConnectError,
+    DeadlineError,
+    FetchError,
+    Reply,
+    TLSError,
+    fetch,
+)
 
 DOCKER_HUB = "registry-1.docker.io"
 """Where `nginx` or `team/app` (no registry host in the name) are pulled from."""
@@ -67,6 +72,11 @@ _CHALLENGE_PARAM_RE = re.compile(
 
 _DEFAULT_TOKEN_LIFETIME = 60.0  # seconds, as the token spec says when expires_in is absent
 _TOKEN_EXPIRY_MARGIN = 5.0
+# A registry is a server a tenant names. Manifests are small (distribution refuses more
+# than 4 MiB), and so are tokens (a few KiB of JWT); more is an attack or a broken server.
+MAX_MANIFEST_BYTES = 4 << 20
+MAX_TOKEN_BYTES = 256 << 10
+_MAX_REDIRECTS = 3
 
 
 @dataclass(frozen=True)
@@ -232,10 +242,16 @@ class RegistryClient:
 
     `credentials` are keyed by registry host (any dockerconfigjson key form works).
     With `insecure=False` (the default) every request is HTTPS with certificate
-    verification, always. `insecure=True` is for local registries only: it tries HTTPS
-    without verification first and falls back to plain HTTP when the host does not speak
-    TLS (as Docker's insecure-registries setting does). Bearer tokens are cached per
-    (host, scope) until they expire. Safe to share between threads.
+    verification against the system CA store (or `ca_bundle`), always. `insecure=True` is
+    for local registries only: it tries HTTPS without verification first and falls back to
+    plain HTTP when the host does not speak TLS (as Docker's insecure-registries setting
+    does). Bearer tokens are cached per (host, scope) until they expire.
+
+    Every request is bounded: `timeout` seconds for the whole request (connect, headers
+    and body), manifests of at most MAX_MANIFEST_BYTES and token answers of at most
+    MAX_TOKEN_BYTES. Redirects are followed (at most 3) but credentials only go to the
+    origin (scheme, host and port) they were meant for: the registry itself, or the
+    token realm it named. Safe to share between threads.
     """
 
     def __init__(
@@ -244,14 +260,14 @@ class RegistryClient:
         *,
         insecure: bool = False,
         timeout: float = 10.0,
-        session: requests.Session | None = None,
+        ca_bundle: str | Path | None = None,
     ) -> None:
         self._credentials = {
             normalise_registry_host(host): creds for host, creds in (credentials or {}).items()
         }
         self._insecure = insecure
         self._timeout = timeout
-        self._session = session if session is not None else requests.Session()
+        self._ca_bundle = str(ca_bundle) if ca_bundle is not None else None
         self._clock: Callable[[], float] = time.monotonic
         self._lock = threading.Lock()
         self._tokens: dict[tuple[str, str], _Token] = {}
@@ -281,37 +297,37 @@ class RegistryClient:
         target = _Target(host, repository, f"{image}:{tag}")
         path = f"/v2/{repository}/manifests/{tag}"
         response = self._authorized(target, "HEAD", path)
-        if response.status_code == 200:
+        if response.status == 200:
             digest = response.headers.get("Docker-Content-Digest")
             if digest:
                 return digest
             # Some registries only send the digest on GET; the body is the manifest itself.
             response = self._authorized(target, "GET", path)
-            if response.status_code == 200:
+            if response.status == 200:
                 return response.headers.get("Docker-Content-Digest") or (
-                    "sha256:" + hashlib.sha256(response.content).hexdigest()
+                    "sha256:" + hashlib.sha256(response.body).hexdigest()
                 )
-        if response.status_code == 404:
+        if response.status == 404:
             raise RetryableError(
                 Reason.TAG_MISSING, f"tag {tag} of {image} not found in registry {host}"
             )
-        raise _status_error(target, response.status_code, "checking the tag")
+        raise _status_error(target, response.status, "checking the tag")
 
     # -- auth flows ---------------------------------------------------------------------
 
-    def _authorized(self, target: _Target, method: str, path: str) -> requests.Response:
+    def _authorized(self, target: _Target, method: str, path: str) -> Reply:
         """Send a request, answering a 401 challenge once; auth failures raise."""
         host = target.host
-        response = self._send(host, method, path, self._known_authorization(target))
-        if response.status_code == 401:
+        response = self._send(target, method, path, self._known_authorization(target))
+        if response.status == 401:
             challenge = parse_www_authenticate(response.headers.get("WWW-Authenticate", ""))
             authorization = self._answer_challenge(target, challenge)
-            response = self._send(host, method, path, authorization)
-            if response.status_code in (401, 403):
+            response = self._send(target, method, path, authorization)
+            if response.status in (401, 403):
                 with self._lock:
                     self._tokens.pop((host, target.scope), None)
-                raise self._auth_error(target, response.status_code)
-        elif response.status_code == 403:
+                raise self._auth_error(target, response.status)
+        elif response.status == 403:
             raise self._auth_error(target, 403)
         return response
 
@@ -362,23 +378,22 @@ class RegistryClient:
             params["service"] = challenge.params["service"]
         if creds is not None:
             params["account"] = creds.username
+        what = f"token server {realm_parts.netloc}"
         try:
-            with self._tls_mode(realm_parts.scheme == "https") as verify:
-                response = self._session.get(
-                    realm,
-                    params=params,
-                    auth=(creds.username, creds.password) if creds else None,
-                    timeout=self._timeout,
-                    verify=verify,
-                )
-        except requests.RequestException as error:
-            raise _transport_error(f"token server {realm_parts.netloc}", error) from None
-        if response.status_code in (401, 403):
-            raise self._auth_error(target, response.status_code, token_server=True)
-        if response.status_code != 200:
-            raise _status_error(target, response.status_code, "getting a token")
+            response = self._fetch_following(
+                realm,
+                params,
+                _basic_header(creds) if creds else None,
+                max_body=MAX_TOKEN_BYTES,
+            )
+        except FetchError as error:
+            raise _transport_error(what, error) from None
+        if response.status in (401, 403):
+            raise self._auth_error(target, response.status, token_server=True)
+        if response.status != 200:
+            raise _status_error(target, response.status, "getting a token")
         try:
-            body = response.json()
+            body = json.loads(response.body)
             token = body.get("token") or body.get("access_token")
             lifetime = float(body.get("expires_in") or _DEFAULT_TOKEN_LIFETIME)
         except (ValueError, AttributeError, TypeError):
@@ -421,58 +436,86 @@ class RegistryClient:
 
     # -- transport ----------------------------------------------------------------------
 
-    def _send(
-        self, host: str, method: str, path: str, authorization: str | None
-    ) -> requests.Response:
-        headers = {"Accept": ", ".join(MANIFEST_MEDIA_TYPES)}
-        if authorization:
-            headers["Authorization"] = authorization
+    def _send(self, target: _Target, method: str, path: str, authorization: str | None) -> Reply:
+        host = target.host
         use_tls = not (self._insecure and host in self._plain_http_hosts)
+        what = f"registry {host}"
         try:
-            return self._send_once(host, method, path, headers, use_tls=use_tls)
-        except requests.exceptions.SSLError as error:
+            return self._send_once(host, method, path, authorization, use_tls=use_tls)
+        except TLSError as error:
             if not (self._insecure and use_tls):
-                raise _tls_error(f"registry {host}", error) from None
-        except requests.RequestException as error:
-            raise _transport_error(f"registry {host}", error) from None
+                raise _tls_error(what, error) from None
+        except BodyTooLargeError:
+            raise _manifest_too_large(target) from None
+        except FetchError as error:
+            raise _transport_error(what, error) from None
         # insecure: the host did not complete a TLS handshake; it may speak plain HTTP.
         try:
-            response = self._send_once(host, method, path, headers, use_tls=False)
-        except requests.RequestException as error:
-            raise _transport_error(f"registry {host}", error) from None
+            response = self._send_once(host, method, path, authorization, use_tls=False)
+        except BodyTooLargeError:
+            raise _manifest_too_large(target) from None
+        except FetchError as error:
+            raise _transport_error(what, error) from None
         with self._lock:
             self._plain_http_hosts.add(host)
         return response
 
     def _send_once(
-        self, host: str, method: str, path: str, headers: dict[str, str], *, use_tls: bool
-    ) -> requests.Response:
+        self, host: str, method: str, path: str, authorization: str | None, *, use_tls: bool
+    ) -> Reply:
         url = f"{'https' if use_tls else 'http'}://{host}{path}"
-        with self._tls_mode(use_tls) as verify:
-            return self._session.request(
+        return self._fetch_following(
+            url, None, authorization, method=method, max_body=MAX_MANIFEST_BYTES
+        )
+
+    def _fetch_following(
+        self,
+        url: str,
+        params: Mapping[str, str] | None,
+        authorization: str | None,
+        *,
+        max_body: int,
+        method: str = "GET",
+    ) -> Reply:
+        """One request, following up to _MAX_REDIRECTS redirects within one deadline.
+
+        `authorization` goes only to the origin of `url`: a redirect elsewhere (another
+        host, port or scheme) is followed without it, so no registry or token server can
+        send the operator's credentials to a server of its choosing.
+        """
+        end = time.monotonic() + self._timeout
+        origin = _origin(url)
+        headers = {"Accept": ", ".join(MANIFEST_MEDIA_TYPES)}
+        for _ in range(_MAX_REDIRECTS + 1):
+            left = end - time.monotonic()
+            if left <= 0:
+                raise DeadlineError(f"timed out (no full answer within {self._timeout:g} s)")
+            if authorization and _origin(url) == origin:
+                headers["Authorization"] = authorization
+            else:
+                headers.pop("Authorization", None)
+            reply = fetch(
                 method,
                 url,
                 headers=headers,
-                timeout=self._timeout,
-                allow_redirects=method != "HEAD",
-                verify=verify,
+                params=params,
+                deadline=left,
+                max_body=max_body,
+                verify=self._verify(url),
             )
+            if not reply.is_redirect:
+                return reply
+            url = urljoin(url, reply.headers["Location"])
+            params = None  # the Location is the whole next URL
+            if urlsplit(url).scheme not in ("http", "https"):
+                raise ConnectError("redirected to a URL that is not http(s)")
+        raise ConnectError(f"redirected more than {_MAX_REDIRECTS} times")
 
-    @contextmanager
-    def _tls_mode(self, use_tls: bool) -> Iterator[bool | str]:
-        """Yield the `verify` argument; silence urllib3's warning only when insecure."""
+    def _verify(self, url: str) -> bool | str:
+        """`fetch`'s verify: off only when the user marked this registry insecure."""
         if self._insecure:
-            if not use_tls:
-                yield False
-                return
-            with warnings.catch_warnings():
-                # The user opted out of verification for this (local) registry explicitly.
-                warnings.simplefilter("ignore", InsecureRequestWarning)
-                yield False
-            return
-        # A session may carry a CA bundle path; a session with verify=False is overridden.
-        session_verify = self._session.verify
-        yield session_verify if isinstance(session_verify, str) else True
+            return False
+        return self._ca_bundle if self._ca_bundle is not None else True
 
 
 def _basic_header(creds: RegistryCredentials) -> str:
@@ -494,48 +537,33 @@ def _status_error(target: _Target, status: int, doing: str) -> PermanentError | 
     )
 
 
-def _transport_error(
-    what: str, error: requests.RequestException
-) -> PermanentError | RetryableError:
-    if isinstance(error, requests.exceptions.SSLError):
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    default = 443 if parts.scheme == "https" else 80
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or default
+
+
+def _manifest_too_large(target: _Target) -> PermanentError:
+    return PermanentError(
+        Reason.REGISTRY_UNAVAILABLE,
+        f"registry {target.host} answered with more than {MAX_MANIFEST_BYTES} bytes for "
+        f"{target.reference}; a manifest is far smaller, so the operator stopped reading",
+    )
+
+
+def _transport_error(what: str, error: FetchError) -> PermanentError | RetryableError:
+    if isinstance(error, TLSError):
         return _tls_error(what, error)
-    if isinstance(error, requests.Timeout):
-        problem = "timed out"
-    elif isinstance(error, requests.ConnectionError):
-        problem = f"could not be reached ({_connection_problem(error)})"
+    if isinstance(error, BodyTooLargeError):
+        return PermanentError(
+            Reason.REGISTRY_UNAVAILABLE, f"{what} {error.problem}; the operator stopped reading"
+        )
+    if isinstance(error, DeadlineError):
+        problem = error.problem
     else:
-        problem = f"failed ({type(error).__name__})"
+        problem = f"could not be reached ({error.problem})"
     return RetryableError(Reason.REGISTRY_UNAVAILABLE, f"{what} {problem}; will retry")
 
 
-def _connection_problem(error: requests.ConnectionError) -> str:
-    text = str(error)
-    for needle, label in (
-        ("Connection refused", "connection refused"),
-        ("Name or service not known", "unknown host"),
-        ("No address associated", "unknown host"),
-        ("Temporary failure in name resolution", "DNS lookup failed"),
-        ("Connection reset", "connection reset"),
-        ("RemoteDisconnected", "connection closed by the server"),
-    ):
-        if needle in text:
-            return label
-    return "connection failed"
-
-
-def _tls_error(what: str, error: requests.exceptions.SSLError) -> PermanentError:
-    text = str(error)
-    if "certificate verify failed" in text:
-        detail = re.search(r"certificate verify failed: ([^(']+)", text)
-        problem = "its certificate does not verify" + (
-            f" ({detail.group(1).strip()})" if detail else ""
-        )
-    elif (
-        "WRONG_VERSION_NUMBER" in text
-        or "wrong version number" in text
-        or ("record layer failure" in text)
-    ):
-        problem = "it does not speak TLS (plain HTTP?)"
-    else:
-        problem = "the TLS handshake failed"
-    return PermanentError(Reason.REGISTRY_UNAVAILABLE, f"{what}: {problem}. {_INSECURE_HINT}")
+def _tls_error(what: str, error: TLSError) -> PermanentError:
+    return PermanentError(Reason.REGISTRY_UNAVAILABLE, f"{what}: {error.problem}. {_INSECURE_HINT}")

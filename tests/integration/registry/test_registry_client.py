@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 
 from promotion_operator.domain.errors import PermanentError, PromotionError, Reason, RetryableError
 from promotion_operator.registry import RegistryClient, RegistryCredentials, parse_dockerconfigjson
@@ -276,19 +275,8 @@ def test_tls_with_insecure_skips_verification_without_warnings(
 def test_tls_verifies_against_a_trusted_ca(tls_registry: LocalRegistry) -> None:
     digest = tls_registry.push_image("team/app", "v1")
     assert tls_registry.ca_cert is not None
-    session = requests.Session()
-    session.verify = str(tls_registry.ca_cert)
-    client = RegistryClient(session=session, timeout=5)
+    client = RegistryClient(ca_bundle=tls_registry.ca_cert, timeout=5)
     assert client.check_tag(f"{tls_registry.host}/team/app", "v1") == digest
-
-
-def test_a_session_with_verify_off_does_not_turn_verification_off(
-    tls_registry: LocalRegistry,
-) -> None:
-    session = requests.Session()
-    session.verify = False
-    with pytest.raises(PermanentError, match="certificate does not verify"):
-        RegistryClient(session=session, timeout=5).check_tag(f"{tls_registry.host}/team/app", "v1")
 
 
 def test_bearer_flow_over_verified_tls(
@@ -297,12 +285,12 @@ def test_bearer_flow_over_verified_tls(
     registry = tls_token_registry
     digest = registry.push_image("team/app", "v1", username=robot.username, password=robot.password)
     assert registry.ca_cert is not None
-    session = requests.Session()
-    session.verify = str(registry.ca_cert)
-    client = RegistryClient({registry.host: robot}, session=session, timeout=5)
+    client = RegistryClient({registry.host: robot}, ca_bundle=registry.ca_cert, timeout=5)
     assert client.check_tag(f"{registry.host}/team/app", "v1") == digest
     wrong = RegistryClient(
-        {registry.host: RegistryCredentials(robot.username, "x")}, session=session, timeout=5
+        {registry.host: RegistryCredentials(robot.username, "x")},
+        ca_bundle=registry.ca_cert,
+        timeout=5,
     )
     with pytest.raises(PermanentError) as caught:
         wrong.check_tag(f"{registry.host}/team/app", "v1")
