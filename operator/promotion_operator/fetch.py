@@ -107,10 +107,12 @@ def fetch(
     query = "&".join(q for q in (parts.query, urlencode(params or {})) if q)
     if query:
         target += "?" + query
+    # The Host header as the URL writes it (http.client would add `:443` to https hosts).
+    sent_headers = {"Host": parts.netloc.rpartition("@")[2], **(headers or {})}
     connection = http.client.HTTPConnection(parts.hostname, port)
     try:
         connection.sock = _connect(parts.hostname, port, end, tls=tls, verify=verify)
-        connection.request(method, target, headers=dict(headers or {}))
+        connection.request(method, target, headers=sent_headers)
         response = connection.getresponse()
         chunks: list[bytes] = []
         size = 0

@@ -501,7 +501,7 @@ class RegistryClient:
                 params=params,
                 deadline=left,
                 max_body=max_body,
-                verify=self._verify(url),
+                verify=self._verify(),
             )
             if not reply.is_redirect:
                 return reply
@@ -511,7 +511,7 @@ class RegistryClient:
                 raise ConnectError("redirected to a URL that is not http(s)")
         raise ConnectError(f"redirected more than {_MAX_REDIRECTS} times")
 
-    def _verify(self, url: str) -> bool | str:
+    def _verify(self) -> bool | str:
         """`fetch`'s verify: off only when the user marked this registry insecure."""
         if self._insecure:
             return False
