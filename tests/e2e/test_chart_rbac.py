@@ -17,28 +17,11 @@ import pytest
 import yaml
 
 from promotion_sandbox.world import NEW_VERSION, World, promotion
+from support.chart import render_chart
 from support.kube import Kube
 from support.operator import OperatorProcess, status_of, wait_for
 
 pytestmark = pytest.mark.e2e
-CHART = Path(__file__).resolve().parents[2] / "charts" / "promotion-operator"
-
-
-def render_chart(kube: Kube, release_namespace: str) -> list[dict[str, Any]]:
-    """`helm template` the chart: the same manifests `helm install` would apply."""
-    out = subprocess.run(
-        [
-            kube.helm_path,
-            "template",
-            "promotion-operator",
-            str(CHART),
-            f"--namespace={release_namespace}",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return [doc for doc in yaml.safe_load_all(out) if doc]
 
 
 @pytest.fixture
@@ -229,3 +212,136 @@ def test_chart_rbac_is_least(
 ) -> None:
     release_ns, account = installed
     assert can_i(kube, account, release_ns, verb, resource) is allowed
+
+
+# -- watchNamespaces: Secrets only where the operator watches ----------------------------
+
+RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+
+
+@pytest.fixture
+def installed_watching(kube: Kube) -> Iterator[tuple[str, str, str, str]]:
+    """The chart's RBAC with watchNamespaces={watched}; yields (release, sa, watched, other)."""
+    suffix = uuid.uuid4().hex[:8]
+    release_ns, watched, other = (f"{kind}-{suffix}" for kind in ("rbac", "watched", "other"))
+    for name in (release_ns, watched, other):
+        kube.kubectl("create", "namespace", name)
+    documents = render_chart(kube, release_ns, f"watchNamespaces={{{watched}}}")
+    rbac = [doc for doc in documents if doc["kind"] in RBAC_KINDS]
+    assert [(d["kind"], d["metadata"].get("namespace")) for d in rbac if "Role" in d["kind"]] == [
+        ("ClusterRole", None),
+        ("ClusterRoleBinding", None),
+        ("Role", watched),
+        ("RoleBinding", watched),
+    ]
+    for doc in rbac:
+        if doc["kind"].startswith("Cluster"):
+            doc["metadata"]["name"] += f"-{release_ns}"
+        if doc["kind"] == "ClusterRoleBinding":
+            doc["roleRef"]["name"] += f"-{release_ns}"
+        kube.apply(doc)
+    account = next(d for d in rbac if d["kind"] == "ServiceAccount")["metadata"]["name"]
+    yield release_ns, account, watched, other
+    for doc in rbac:
+        if doc["kind"].startswith("Cluster"):
+            kube.kubectl("delete", doc["kind"].lower(), doc["metadata"]["name"], check=False)
+    for name in (release_ns, watched, other):
+        kube.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def can_i_in(kube: Kube, account: str, account_ns: str, namespace: str, verb: str) -> bool:
+    result = kube.kubectl(
+        "auth",
+        "can-i",
+        verb,
+        "secrets",
+        "-n",
+        namespace,
+        f"--as=system:serviceaccount:{account_ns}:{account}",
+        check=False,
+    )
+    return result.stdout.strip() == "yes"
+
+
+def test_with_watch_namespaces_secrets_are_readable_only_there(
+    kube: Kube, installed_watching: tuple[str, str, str, str]
+) -> None:
+    release_ns, account, watched, other = installed_watching
+
+    assert can_i_in(kube, account, release_ns, watched, "get")
+    assert not can_i_in(kube, account, release_ns, other, "get")
+    assert not can_i_in(kube, account, release_ns, release_ns, "get")
+    assert not can_i_in(kube, account, release_ns, watched, "list")
+
+
+def test_with_watch_namespaces_a_secret_elsewhere_is_forbidden(
+    kube: Kube, installed_watching: tuple[str, str, str, str], tmp_path: Path
+) -> None:
+    # the real request under the ServiceAccount's token, not only the access review
+    release_ns, account, watched, other = installed_watching
+    for namespace in (watched, other):
+        kube.kubectl(
+            "create", "secret", "generic", "registry", "-n", namespace, "--from-literal=k=v"
+        )
+    config = token_kubeconfig(kube, release_ns, account, tmp_path / "sa.kubeconfig")
+
+    def get_secret(namespace: str) -> subprocess.CompletedProcess[str]:
+        command = [kube.kubectl_path, f"--kubeconfig={config}", "get", "secret", "registry"]
+        return subprocess.run(
+            [*command, "-n", namespace, "-o", "name"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+
+    assert get_secret(watched).stdout.strip() == "secret/registry"
+    refused = get_secret(other)
+    assert refused.returncode != 0
+    assert "forbidden" in refused.stderr
+
+
+def test_without_watch_namespaces_secrets_stay_a_cluster_wide_get(kube: Kube) -> None:
+    documents = render_chart(kube, "promotion-system")
+
+    cluster_role = next(d for d in documents if d["kind"] == "ClusterRole")
+    secret_rules = [r for r in cluster_role["rules"] if "secrets" in r["resources"]]
+    assert secret_rules == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
+    assert not [d for d in documents if d["kind"] in ("Role", "RoleBinding")]
+
+
+def test_a_namespace_pattern_cannot_get_per_namespace_roles(kube: Kube) -> None:
+    with pytest.raises(subprocess.CalledProcessError) as caught:
+        render_chart(kube, "promotion-system", "watchNamespaces={team-*}")
+
+    assert "is a pattern" in str(caught.value.stderr)
+
+
+def test_operator_promotes_with_secrets_granted_per_namespace(
+    kube: Kube,
+    installed_watching: tuple[str, str, str, str],
+    fresh_world: World,
+    tmp_path: Path,
+) -> None:
+    # the registry pull Secret of the world is read through the per-namespace Role only
+    release_ns, account, watched, _ = installed_watching
+    for obj in fresh_world.objects(watched):
+        kube.apply(obj)
+    config = token_kubeconfig(kube, release_ns, account, tmp_path / "sa.kubeconfig")
+    operator = OperatorProcess(kube, tmp_path, [watched], kubeconfig=config).start()
+    try:
+        kube.apply(promotion(watched, "scoped", NEW_VERSION))
+        status = wait_for(
+            "the promotion with per-namespace Secret access",
+            lambda: (
+                (s := status_of(kube, watched, "scoped")).get("phase") in ("Succeeded", "Failed")
+                and s
+            ),
+            timeout=90,
+            logs=operator.logs,
+        )
+    finally:
+        operator.stop()
+    assert status["phase"] == "Succeeded", status
+    logs = operator.logs()
+    assert "Forbidden" not in logs and " 403" not in logs, logs[-3000:]
