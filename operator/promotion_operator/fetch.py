@@ -9,8 +9,9 @@ is left of one deadline for the whole call, a body longer than the cap is cut of
 error, and a redirect is returned to the caller as the 3xx it is, so no credential follows
 it anywhere the caller did not decide.
 
-Not supported: proxies (`HTTPS_PROXY`). The DNS lookup is the resolver's own (bounded by
-its timeouts, not by the deadline).
+Proxies come from the environment as for `requests` (`HTTPS_PROXY`, `HTTP_PROXY`,
+`NO_PROXY`); only `http://` proxies, with a CONNECT tunnel for https. The DNS lookup is
+the resolver's own (bounded by its timeouts, not by the deadline).
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ import http.client
 import socket
 import ssl
 import time
+import urllib.request
+from base64 import b64encode
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import unquote, urlencode, urlsplit
 
 __all__ = [
     "BodyTooLargeError",
@@ -109,9 +112,20 @@ def fetch(
         target += "?" + query
     # The Host header as the URL writes it (http.client would add `:443` to https hosts).
     sent_headers = {"Host": parts.netloc.rpartition("@")[2], **(headers or {})}
+    proxy = _proxy_for(parts.scheme, parts.hostname)
     connection = http.client.HTTPConnection(parts.hostname, port)
     try:
-        connection.sock = _connect(parts.hostname, port, end, tls=tls, verify=verify)
+        if proxy is None:
+            connection.sock = _connect(parts.hostname, port, end, tls=tls, verify=verify)
+        elif tls:
+            tunnel = _tunnel(proxy, parts.hostname, port, end)
+            connection.sock = _wrap_tls(tunnel, parts.hostname, end, verify)
+        else:
+            # A plain-HTTP request goes to the proxy whole, with its absolute URL.
+            connection.sock = _connect(proxy.host, proxy.port, end, tls=False, verify=False)
+            target = f"http://{sent_headers['Host']}{target}"
+            if proxy.authorization:
+                sent_headers["Proxy-Authorization"] = proxy.authorization
         connection.request(method, target, headers=sent_headers)
         response = connection.getresponse()
         chunks: list[bytes] = []
@@ -160,6 +174,10 @@ class _DeadlineSocket(socket.socket):
         self.settimeout(_remaining(self.deadline_at))
         return super().recv_into(buffer, nbytes, flags)
 
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        self.settimeout(_remaining(self.deadline_at))
+        return super().recv(bufsize, flags)
+
     def sendall(self, data: Any, flags: int = 0) -> None:
         self.settimeout(_remaining(self.deadline_at))
         super().sendall(data, flags)
@@ -179,12 +197,64 @@ class _DeadlineSSLSocket(ssl.SSLSocket):
         super().sendall(data, flags)
 
 
+@dataclass(frozen=True)
+class _Proxy:
+    host: str
+    port: int
+    authorization: str | None = None
+
+
+def _proxy_for(scheme: str, host: str) -> _Proxy | None:
+    """The environment's proxy for this URL, as `requests` would pick it (or None)."""
+    address = urllib.request.getproxies().get(scheme)
+    if not address or urllib.request.proxy_bypass(host):
+        return None
+    parts = urlsplit(address if "://" in address else f"http://{address}")
+    if parts.scheme != "http" or not parts.hostname:
+        raise ConnectError(f"the {scheme} proxy must be an http:// URL")
+    authorization = None
+    if parts.username is not None:
+        user_pass = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        authorization = "Basic " + b64encode(user_pass.encode()).decode("ascii")
+    return _Proxy(parts.hostname, parts.port or 80, authorization)
+
+
+def _tunnel(proxy: _Proxy, host: str, port: int, end: float) -> socket.socket:
+    """A CONNECT tunnel through `proxy` to host:port, within the same deadline."""
+    sock = _connect(proxy.host, proxy.port, end, tls=False, verify=False)
+    authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
+    if proxy.authorization:
+        lines.append(f"Proxy-Authorization: {proxy.authorization}")
+    try:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        # Read byte by byte: nothing of the tunnel may be left in a buffer.
+        answer = b""
+        while not answer.endswith(b"\r\n\r\n"):
+            byte = sock.recv(1)
+            if not byte or len(answer) > 16 << 10:
+                raise ConnectError("the proxy closed or flooded the CONNECT answer")
+            answer += byte
+        status = answer.split(b" ", 2)[1:2]
+        if status != [b"200"]:
+            code = status[0].decode("latin-1", "replace") if status else "?"
+            raise ConnectError(f"the proxy refused the tunnel (HTTP {code})")
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 def _connect(host: str, port: int, end: float, *, tls: bool, verify: bool | str) -> socket.socket:
     raw = socket.create_connection((host, port), timeout=_remaining(end))
+    plain = _DeadlineSocket(fileno=raw.detach())
+    plain.deadline_at = end
     if not tls:
-        plain = _DeadlineSocket(fileno=raw.detach())
-        plain.deadline_at = end
         return plain
+    return _wrap_tls(plain, host, end, verify)
+
+
+def _wrap_tls(raw: socket.socket, host: str, end: float, verify: bool | str) -> socket.socket:
     context = _tls_context(verify)
     try:
         raw.settimeout(_remaining(end))
