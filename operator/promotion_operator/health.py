@@ -7,12 +7,13 @@ the HTTP source does its own request.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import requests
 
+from promotion_operator.domain.images import pinned_version, split_reference, tags_of
 from promotion_operator.domain.models import HealthStatus, HTTPHealth
 
 Object = Mapping[str, Any]
@@ -29,34 +30,11 @@ class Observation:
     @property
     def live_version(self) -> str | None:
         """The tag every image runs, or None when they differ or one is unknown."""
-        tags = set(self.images.values())
-        if len(tags) == 1:
-            return next(iter(tags))
-        return None
+        return pinned_version(self.images)
 
     def runs(self, version: str) -> bool:
         """Whether every image runs exactly `version`."""
         return bool(self.images) and all(tag == version for tag in self.images.values())
-
-
-def split_reference(reference: str) -> tuple[str, str | None]:
-    """Split `name:tag` (or `name@digest`, or `name:tag@digest`) into (name, tag)."""
-    name = reference.split("@", 1)[0]
-    slash = name.rfind("/")
-    colon = name.rfind(":")
-    if colon > slash:
-        return name[:colon], name[colon + 1 :]
-    return name, None
-
-
-def _tags_of(references: Iterable[str], images: Sequence[str]) -> dict[str, str | None]:
-    """The one tag each image runs; None when unknown or when two tags of it run at once."""
-    seen: dict[str, set[str]] = {image: set() for image in images}
-    for reference in references:
-        name, tag = split_reference(reference)
-        if name in seen and tag is not None:
-            seen[name].add(tag)
-    return {image: next(iter(tags)) if len(tags) == 1 else None for image, tags in seen.items()}
 
 
 def combine(observations: Sequence[Observation]) -> Observation:
@@ -90,7 +68,7 @@ def observe_argocd(application: Object, images: Sequence[str], name: str) -> Obs
     status = application.get("status") or {}
     health = (status.get("health") or {}).get("status")
     sync = (status.get("sync") or {}).get("status")
-    tags = _tags_of((status.get("summary") or {}).get("images") or [], images)
+    tags = tags_of((status.get("summary") or {}).get("images") or [], images)
     operation = (status.get("operationState") or {}).get("phase")
     if health == "Healthy" and sync == "Synced":
         return Observation(HealthStatus.HEALTHY, tags, "")
@@ -141,7 +119,7 @@ def observe_deployments(deployments: Sequence[Object], images: Sequence[str]) ->
         ok, problem = _deployment_rolled_out(deployment)
         if not ok:
             problems.append(problem)
-    tags = _tags_of(references, images)
+    tags = tags_of(references, images)
     missing = [image for image, tag in tags.items() if tag is None]
     if missing:
         problems.append("no Deployment runs " + ", ".join(missing))

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from promotion_operator.domain.images import split_reference
 from promotion_operator.domain.models import HealthStatus, HTTPHealth
 from promotion_operator.health import (
     Observation,
@@ -21,7 +22,6 @@ from promotion_operator.health import (
     observe_argocd,
     observe_deployments,
     observe_http,
-    split_reference,
 )
 
 APP = "127.0.0.1:5000/team/app"

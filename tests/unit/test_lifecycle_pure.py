@@ -10,14 +10,10 @@ import pytest
 from promotion_operator.domain.errors import PermanentError, Reason
 from promotion_operator.domain.models import EnvironmentStatus, HealthStatus, Phase
 from promotion_operator.health import Observation
-from promotion_operator.lifecycle.context import Environment, OperatorConfig
-from promotion_operator.lifecycle.environments import healthy_for, healthy_since
-from promotion_operator.lifecycle.promotions import (
-    REQUESTED_BY_ANNOTATION,
-    Promotion,
-    _request_time,
-    backoff,
-)
+from promotion_operator.lifecycle.config import OperatorConfig
+from promotion_operator.lifecycle.objects import REQUESTED_BY_ANNOTATION, Environment, Promotion
+from promotion_operator.lifecycle.observe import healthy_for, healthy_since
+from promotion_operator.lifecycle.promotions import _request_time, backoff
 
 FAR_FUTURE = "9999-12-31T23:59:59.999999Z"
 STARTED = "2025-01-01T10:00:00.123456Z"
@@ -98,9 +94,15 @@ def test_request_time_of_a_not_started_generation_is_far_future(
     assert _request_time(_promotion(generation=2, status=status)) == FAR_FUTURE
 
 
-def test_far_future_sorts_after_any_real_start() -> None:
-    assert FAR_FUTURE > "2999-12-31T23:59:59.999999Z"
-    assert FAR_FUTURE > STARTED
+def test_a_waiting_generation_orders_after_any_started_one() -> None:
+    started = _request_time(
+        _promotion(
+            generation=2,
+            status={"observedGeneration": 2, "startedAt": "2999-12-31T23:59:59.999999Z"},
+        )
+    )
+    waiting = _request_time(_promotion(generation=2, status={"observedGeneration": 1}))
+    assert started < waiting
 
 
 def test_parse_promotion() -> None:

@@ -49,6 +49,25 @@ class Reason(StrEnum):
     KUBERNETES_API_ERROR = "KubernetesAPIError"
 
 
+class ConditionType(StrEnum):
+    """The condition types the operator sets (Flux keeps these beside its reasons too)."""
+
+    READY = "Ready"
+    VERIFIED = "Verified"
+    COMMITTED = "Committed"
+    HEALTHY = "Healthy"
+
+
+class CheckName(StrEnum):
+    """The names of verification checks, as they appear in `status.checks`."""
+
+    VERSION_PATTERN = "VersionPattern"
+    TAG_EXISTS = "TagExists"
+    UPSTREAM_HEALTHY = "UpstreamHealthy"
+    UPSTREAM_VERSION = "UpstreamVersion"
+    SOAK = "Soak"
+
+
 class PromotionError(Exception):
     """Base of every error the lifecycle knows how to report on a status.
 
