@@ -61,6 +61,7 @@ class FakeCluster:
     deployments: dict[str, list[Object]] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     status_writes: int = 0
+    refreshes: list[Key] = field(default_factory=list)
     fail_reads_with: PromotionError | None = None
 
     def get_environment(self, namespace: str, name: str) -> Object:
@@ -101,6 +102,11 @@ class FakeCluster:
     def list_deployments(self, namespace: str, selector: str | None) -> list[Object]:
         """Return the Deployments of a namespace (selectors are not modelled)."""
         return copy.deepcopy(self.deployments.get(namespace, []))
+
+    def refresh_argocd_application(self, namespace: str, name: str) -> None:
+        """Remember the refresh request, as Argo CD's annotation would."""
+        self._get(self.applications, namespace, name)
+        self.refreshes.append((namespace, name))
 
     def post_event(self, obj: Object, *, reason: str, message: str, warning: bool = False) -> None:
         """Remember the Event."""

@@ -692,3 +692,73 @@ def test_history_is_kept_whole_by_default() -> None:
     world.drive()
 
     assert len(world.cluster.promotions) == 4
+
+
+def _prod_observed_by_argocd(world: World, app: Object) -> None:
+    world.cluster.environments[(NS, "prod")]["spec"]["health"] = {"argocd": {"application": "prod"}}
+    world.cluster.applications[("argocd", "prod")] = app
+
+
+def _deployed(status: dict[str, Any]) -> dict[str, Any]:
+    return next(c for c in status["conditions"] if c["type"] == "Deployed")
+
+
+def test_after_the_push_argo_cd_is_asked_to_look_and_deployed_follows_prod() -> None:
+    world = World()
+    _prod_observed_by_argocd(world, dev_runs(OLD))
+    world.add(promotion())
+
+    def argo_cd_syncs(w: World, attempt: int) -> None:
+        if w.cluster.refreshes and attempt >= 3:  # a few looks after the refresh
+            w.cluster.applications[("argocd", "prod")] = dev_runs(NEW)
+
+    final = world.drive(during=argo_cd_syncs)
+
+    status = final["status"]
+    assert status["phase"] == Phase.SUCCEEDED
+    assert world.cluster.refreshes == [("argocd", "prod")]
+    assert (_deployed(status)["status"], _deployed(status)["reason"]) == ("True", "Deployed")
+    assert [e.reason for e in world.cluster.events][-2:] == ["Promoted", "Deployed"]
+    # Ready was True from the push on; the waits in between were short polls
+    assert all(delay <= 5.0 for delay in world.delays)
+
+
+def test_a_deployment_that_never_comes_is_reported_at_the_timeout() -> None:
+    world = World()
+    _prod_observed_by_argocd(world, dev_runs(OLD, health="Progressing"))
+    world.add(promotion(timeout="1m"))
+
+    status = world.drive()["status"]
+
+    deployed = _deployed(status)
+    assert status["phase"] == Phase.SUCCEEDED
+    assert (deployed["status"], deployed["reason"]) == ("False", "NotDeployed")
+    assert "did not run " + NEW in deployed["message"]
+    assert any(e.warning and e.reason == "NotDeployed" for e in world.cluster.events)
+
+
+def test_waiting_for_the_deployment_keeps_the_generation_open() -> None:
+    world = World()
+    _prod_observed_by_argocd(world, dev_runs(OLD))
+    world.add(promotion())
+    ports = fake_ports(world.cluster, world.registry, world.repo)
+
+    delay = reconcile(world.config, ports, world.cluster.promotion(NS, "p1"), moment=T0)
+
+    status = world.cluster.promotion(NS, "p1")["status"]
+    assert status["phase"] == Phase.SUCCEEDED
+    assert _deployed(status)["status"] == "Unknown"
+    assert delay == 5.0  # the handler keeps looking
+    writes = world.cluster.status_writes
+    again = reconcile(world.config, ports, world.cluster.promotion(NS, "p1"), moment=T0)
+    assert again == 5.0
+    assert world.cluster.status_writes == writes + 1  # the wait's message, once
+    reconcile(world.config, ports, world.cluster.promotion(NS, "p1"), moment=T0)
+    assert world.cluster.status_writes == writes + 1  # nothing new: no write
+
+
+def test_an_environment_without_health_has_no_deployed_condition() -> None:
+    world = World()
+    world.add(promotion())
+    status = world.drive()["status"]
+    assert not any(c["type"] == "Deployed" for c in status["conditions"])

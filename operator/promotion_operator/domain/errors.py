@@ -22,6 +22,10 @@ class Reason(StrEnum):
     SUPERSEDED = "Superseded"
     CHECKS_PASSED = "ChecksPassed"
     OBSERVED = "Observed"
+    # after the push
+    AWAITING_DEPLOYMENT = "AwaitingDeployment"
+    DEPLOYED = "Deployed"
+    NOT_DEPLOYED = "NotDeployed"
     # bad input
     INVALID_SPEC = "InvalidSpec"
     VERSION_MISMATCH_PATTERN = "VersionDoesNotMatchPattern"
@@ -55,6 +59,7 @@ class ConditionType(StrEnum):
     READY = "Ready"
     VERIFIED = "Verified"
     COMMITTED = "Committed"
+    DEPLOYED = "Deployed"
     HEALTHY = "Healthy"
 
 

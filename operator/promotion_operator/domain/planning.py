@@ -94,12 +94,28 @@ _FINISHED_PHASES = frozenset(phase.value for phase in Phase if phase.finished)
 
 
 def is_finished(obj: Mapping[str, Any]) -> bool:
-    """Whether a Promotion object's current generation is finished: nothing left to do."""
+    """Whether a Promotion object's current generation is finished: nothing left to do.
+
+    A Succeeded generation whose `Deployed` condition is still Unknown is not finished:
+    the operator still watches the Environment run the version.
+    """
     meta = obj.get("metadata") or {}
     status = obj.get("status") or {}
+    if status.get("observedGeneration") != meta.get("generation", 1):
+        return False
+    return status.get("phase") in _FINISHED_PHASES and not awaits_deployment(status)
+
+
+def awaits_deployment(status: Mapping[str, Any]) -> bool:
+    """Whether a Promotion's status says: pushed, now waiting to see it run (Deployed
+    Unknown)."""
+    deployed = next(
+        (c for c in status.get("conditions") or () if c.get("type") == "Deployed"), None
+    )
     return (
-        status.get("observedGeneration") == meta.get("generation", 1)
-        and status.get("phase") in _FINISHED_PHASES
+        status.get("phase") == "Succeeded"
+        and deployed is not None
+        and (deployed.get("status") == "Unknown")
     )
 
 

@@ -23,20 +23,28 @@ from promotion_operator.domain.errors import (
     RetryableError,
 )
 from promotion_operator.domain.images import pinned_version
-from promotion_operator.domain.models import Check, Phase, PromotionStatus
+from promotion_operator.domain.models import Check, Phase, PromotionStatus, dump
 from promotion_operator.domain.overlay import read_image_tags, set_image_tags, unified_diff
 from promotion_operator.domain.planning import (
+    awaits_deployment,
     commit_message,
     history_to_prune,
     identity_trailers,
     is_finished,
-    supersedes,
 )
 from promotion_operator.domain.times import parse_time, precise_timestamp
 from promotion_operator.gitops import Reader
 from promotion_operator.k8s import NotFoundError, Object
 from promotion_operator.lifecycle.checks import CheckContext, verify
 from promotion_operator.lifecycle.config import OperatorConfig
+from promotion_operator.lifecycle.deployment import (
+    POLL_SECONDS as DEPLOYMENT_POLL,
+)
+from promotion_operator.lifecycle.deployment import (
+    await_deployment,
+    expect_deployment,
+)
+from promotion_operator.lifecycle.newest import newer_promotion
 from promotion_operator.lifecycle.objects import Environment, Promotion, load_environment
 from promotion_operator.lifecycle.ports import Ports, Repository, open_repository
 from promotion_operator.lifecycle.status import StatusWriter
@@ -65,40 +73,6 @@ def _start_generation(writer: StatusWriter, moment: dt.datetime) -> None:
         ConditionType.READY, status=False, reason=Reason.PENDING, message="waiting to be verified"
     )
     writer.write(event_reason=Reason.PENDING)
-
-
-def _request_time(obj: Object) -> str:
-    """When this Promotion's current generation was asked for (for newest-wins ordering)."""
-    status = obj.get("status") or {}
-    meta = obj["metadata"]
-    if status.get("observedGeneration") == meta.get("generation") and status.get("startedAt"):
-        return str(status["startedAt"])
-    # not picked up yet: it is newer than anything started
-    return "9999-12-31T23:59:59.999999Z"
-
-
-def newer_promotion(ports: Ports, promotion: Promotion) -> str | None:
-    """Name of a newer, not failed Promotion for the same Environment, if any.
-
-    Dry runs only look: they neither supersede nor get superseded.
-    """
-    if promotion.spec.dry_run:
-        return None
-    mine = (_request_time(promotion.raw), promotion.created_at)
-    for other in ports.cluster.list_promotions(promotion.namespace, promotion.spec.environment):
-        meta = other["metadata"]
-        if meta["uid"] == promotion.uid or meta.get("deletionTimestamp"):
-            continue
-        spec = other.get("spec") or {}
-        if spec.get("environment") != promotion.spec.environment or spec.get("dryRun"):
-            continue
-        phase = (other.get("status") or {}).get("phase")
-        theirs = (_request_time(other), meta.get("creationTimestamp", ""))
-        if supersedes(
-            theirs, mine, other_phase=phase, other_name=meta["name"], my_name=promotion.name
-        ):
-            return str(meta["name"])
-    return None
 
 
 class _NewerPromotionError(Exception):
@@ -169,7 +143,7 @@ def promote(
         )
         if found is not None:
             # pushed before a crash or a lost status write: the remote is the proof
-            _recover(repo, env, writer, promotion, found)
+            _recover(ports, repo, env, writer, promotion, found)
             return
         editor = OverlayEditor(env, version)
         if promotion.spec.dry_run:
@@ -219,15 +193,21 @@ def promote(
             reason=Reason.ALREADY_AT_VERSION,
             message=f"overlay already at {version}",
         )
+        expect_deployment(ports, env, writer, version)
         writer.finish(
             Phase.SUCCEEDED, Reason.ALREADY_AT_VERSION, f"{env.name} already at {version}"
         )
         return
-    _succeed_with_commit(writer, promotion, pushed.commit, editor.diff)
+    _succeed_with_commit(ports, env, writer, promotion, pushed.commit, editor.diff)
 
 
 def _recover(
-    repo: Repository, env: Environment, writer: StatusWriter, promotion: Promotion, commit: str
+    ports: Ports,
+    repo: Repository,
+    env: Environment,
+    writer: StatusWriter,
+    promotion: Promotion,
+    commit: str,
 ) -> None:
     """Status from a commit found on the remote: its parent gives the previous version."""
     path = env.overlay_file
@@ -235,11 +215,16 @@ def _recover(
     after = repo.file_at(commit, path) or ""
     if before:
         writer.status.previous_version = _version_of(before, env)
-    _succeed_with_commit(writer, promotion, commit, unified_diff(path, before, after))
+    _succeed_with_commit(ports, env, writer, promotion, commit, unified_diff(path, before, after))
 
 
 def _succeed_with_commit(
-    writer: StatusWriter, promotion: Promotion, commit: str, diff: str
+    ports: Ports,
+    env: Environment,
+    writer: StatusWriter,
+    promotion: Promotion,
+    commit: str,
+    diff: str,
 ) -> None:
     writer.status.commit = commit
     writer.status.short_commit = commit[:7]
@@ -250,6 +235,7 @@ def _succeed_with_commit(
         reason=Reason.PROMOTED,
         message=f"pushed {commit[:12]}",
     )
+    expect_deployment(ports, env, writer, promotion.spec.version)
     writer.finish(
         Phase.SUCCEEDED,
         Reason.PROMOTED,
@@ -299,6 +285,8 @@ def reconcile(
         return None
     writer = StatusWriter(ports.cluster, promotion, moment)
     delay = _round(config, ports, promotion, writer, attempt, moment)
+    if delay is None and awaits_deployment(dump(writer.status)):
+        return DEPLOYMENT_POLL  # pushed: next, watch the Environment run it
     if delay is None and writer.phase is not None and writer.phase.finished:
         prune_history(config, ports, promotion.namespace, promotion.spec.environment)
     return delay
@@ -315,6 +303,8 @@ def _round(
     try:
         if not promotion.current:
             _start_generation(writer, moment)
+        elif writer.phase == Phase.SUCCEEDED:  # pushed; Deployed is still Unknown
+            return await_deployment(ports, promotion, writer, moment)
         return _advance(config, ports, promotion, writer, attempt, moment)
     except NotFoundError:
         return None  # deleted while we worked: nothing to report on

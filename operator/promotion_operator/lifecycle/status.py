@@ -6,7 +6,7 @@ import datetime as dt
 
 from promotion_operator.domain.conditions import set_condition
 from promotion_operator.domain.errors import ConditionType
-from promotion_operator.domain.models import Phase, status_patch
+from promotion_operator.domain.models import Phase, dump, status_patch
 from promotion_operator.domain.times import precise_timestamp, timestamp
 from promotion_operator.k8s import ClusterAPI
 from promotion_operator.lifecycle.objects import Promotion
@@ -43,22 +43,23 @@ class StatusWriter:
         )
 
     def write(self, *, event_reason: str | None = None, warning: bool = False) -> None:
-        """Patch status (fields that went away are removed) and post an Event if asked."""
-        self.cluster.patch_status(
-            "promotions",
-            self.promotion.namespace,
-            self.promotion.name,
-            status_patch(self.before, self.status),
-        )
+        """Patch status when it changed (fields that went away are removed) and post an
+        Event if asked: on a phase transition, or a warning."""
+        if dump(self.status) != dump(self.before):
+            self.cluster.patch_status(
+                "promotions",
+                self.promotion.namespace,
+                self.promotion.name,
+                status_patch(self.before, self.status),
+            )
         phase_changed = self.before.phase != self.status.phase
         if event_reason and (phase_changed or warning):
-            self.cluster.post_event(
-                self.promotion.raw,
-                reason=event_reason,
-                message=self.status.message or str(self.status.phase),
-                warning=warning,
-            )
+            self.event(event_reason, self.status.message or str(self.status.phase), warning=warning)
         self.before = self.status.model_copy(deep=True)
+
+    def event(self, reason: str, message: str, *, warning: bool = False) -> None:
+        """Post an Event on the Promotion."""
+        self.cluster.post_event(self.promotion.raw, reason=reason, message=message, warning=warning)
 
     def finish(self, phase: Phase, reason: str, message: str, *, warning: bool = False) -> None:
         """End this generation in `phase`: Ready says how, and the Event tells the story."""
