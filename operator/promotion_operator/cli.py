@@ -5,14 +5,19 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import ModuleType
+from urllib.parse import urlsplit
 
 import yaml
 
 from promotion_operator import __version__
 from promotion_operator.domain.crdgen import custom_resource_definitions
-from promotion_operator.lifecycle.context import DEFAULT_CACHE_DIR
+from promotion_operator.lifecycle.config import DEFAULT_CACHE_DIR
 
 
 def _write_crds(out_dirs: list[Path]) -> None:
@@ -31,7 +36,9 @@ def _run(args: argparse.Namespace) -> int:
     import kopf
 
     from promotion_operator import handlers, k8s
-    from promotion_operator.lifecycle.context import OperatorConfig
+
+    del handlers  # imported for its @kopf decorators
+    from promotion_operator.lifecycle.config import OperatorConfig
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -40,22 +47,65 @@ def _run(args: argparse.Namespace) -> int:
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig  # kopf's login reads it too
     k8s.load_config(args.kubeconfig)
-    handlers.configure(
-        OperatorConfig(
-            cache_dir=Path(args.cache_dir),
-            allow_file_urls=args.allow_local_git,
-            environment_refresh=args.environment_refresh,
-            backoff_max=args.max_backoff,
-        )
+    config = OperatorConfig(
+        cache_dir=Path(args.cache_dir),
+        allow_file_urls=args.allow_local_git,
+        environment_refresh=args.environment_refresh,
+        backoff_max=args.max_backoff,
+        keep_finished=args.keep_finished,
     )
     namespaces = args.namespace or []
+    if args.leader_elect:
+        _wait_for_leadership(args, k8s)
     kopf.run(
+        memo=kopf.Memo(config=config),
         standalone=True,
         clusterwide=not namespaces,
         namespaces=namespaces,
         liveness_endpoint=args.liveness,
     )
     return 0
+
+
+def _wait_for_leadership(args: argparse.Namespace, k8s: ModuleType) -> None:
+    """Stand by until this replica leads; answer liveness meanwhile, exit if the lead is lost.
+
+    Only the leader runs kopf, so a second replica never reconciles (no double push, no
+    status flapping); it takes over within the Lease timings after the leader dies.
+    """
+    identity = f"{socket.gethostname()}-{os.getpid()}"
+    standby = _standby_liveness(args.liveness)
+
+    def lost() -> None:
+        logging.getLogger(__name__).error("lost the leader Lease: exiting so a standby leads")
+        os._exit(70)
+
+    try:
+        k8s.lead(args.leader_election_namespace, args.leader_election_id, identity, on_lost=lost)
+    finally:
+        if standby is not None:
+            standby.shutdown()
+            standby.server_close()
+
+
+def _standby_liveness(url: str | None) -> ThreadingHTTPServer | None:
+    """Serve the liveness URL while standing by (kopf serves it once leading)."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    path = parts.path or "/"
+
+    class Live(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == path else 404)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            del format, args
+
+    server = ThreadingHTTPServer((parts.hostname or "0.0.0.0", parts.port or 80), Live)  # noqa: S104
+    threading.Thread(target=server.serve_forever, name="standby-liveness", daemon=True).start()
+    return server
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,7 +132,25 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument(
         "--max-backoff", type=float, default=60.0, help="longest wait between check rounds"
     )
+    run.add_argument(
+        "--keep-finished",
+        type=int,
+        default=0,
+        help="keep the newest N finished Promotions per Environment and delete older ones "
+        "(never one a GitOps tool manages); 0 keeps all",
+    )
     run.add_argument("--liveness", default=None, help="e.g. http://0.0.0.0:8080/healthz")
+    run.add_argument(
+        "--leader-elect",
+        action="store_true",
+        help="run as one of several replicas: only the holder of the Lease reconciles",
+    )
+    run.add_argument(
+        "--leader-election-namespace",
+        default=os.environ.get("POD_NAMESPACE", "default"),
+        help="namespace of the Lease (default: $POD_NAMESPACE)",
+    )
+    run.add_argument("--leader-election-id", default="promotion-operator", help="Lease name")
     run.add_argument("--verbose", "-v", action="store_true")
     crds = sub.add_parser("crds", help="write the CRDs generated from the models")
     crds.add_argument("out", nargs="+", type=Path)

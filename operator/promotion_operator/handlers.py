@@ -15,19 +15,27 @@ from typing import Any
 import kopf
 
 from promotion_operator import API_GROUP, API_VERSION
+from promotion_operator.domain.planning import is_finished
+from promotion_operator.domain.times import now
 from promotion_operator.k8s import Cluster
 from promotion_operator.lifecycle import environments, promotions
-from promotion_operator.lifecycle.context import OperatorConfig, now
+from promotion_operator.lifecycle.config import OperatorConfig
+from promotion_operator.lifecycle.ports import Ports, live_ports
 
 log = logging.getLogger(__name__)
 
-_config = OperatorConfig()
+_REFRESH_CONCURRENCY = 8
+_WARM_UP_INTERVAL = 2.0
 
 
-def configure(config: OperatorConfig) -> None:
-    """Set the process-wide configuration before kopf starts."""
-    global _config  # noqa: PLW0603 - set once at start-up by the cli
-    _config = config
+def _config(memo: kopf.Memo) -> OperatorConfig:
+    """The configuration the cli put in the operator memo (resource memos copy it)."""
+    config = memo.get("config")
+    return config if isinstance(config, OperatorConfig) else OperatorConfig()
+
+
+def _ports(config: OperatorConfig) -> Ports:
+    return live_ports(config, Cluster())
 
 
 @kopf.on.startup()
@@ -49,18 +57,21 @@ def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
 
-def _reconcile_promotion(body: kopf.Body, retry: int) -> None:
-    delay = promotions.reconcile(_config, Cluster(), dict(body), attempt=retry)
+def _unfinished(body: kopf.Body, **_: Any) -> bool:
+    """kopf's filter: a Promotion whose current generation is finished gets no handler call,
+    so a year of history costs no API write and no work on start or ever after."""
+    return not is_finished(body)
+
+
+@kopf.on.resume(API_GROUP, API_VERSION, "promotions", when=_unfinished)
+@kopf.on.create(API_GROUP, API_VERSION, "promotions", when=_unfinished)
+@kopf.on.update(API_GROUP, API_VERSION, "promotions", field="spec", when=_unfinished)
+def promotion_changed(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None:
+    """A Promotion is new, its spec changed, or the operator restarted: advance it."""
+    config = _config(memo)
+    delay = promotions.reconcile(config, _ports(config), dict(body), attempt=retry)
     if delay is not None:
         raise kopf.TemporaryError("waiting for checks", delay=delay)
-
-
-@kopf.on.resume(API_GROUP, API_VERSION, "promotions")
-@kopf.on.create(API_GROUP, API_VERSION, "promotions")
-@kopf.on.update(API_GROUP, API_VERSION, "promotions", field="spec")
-def promotion_changed(body: kopf.Body, retry: int, **_: Any) -> None:
-    """A Promotion is new, its spec changed, or the operator restarted: advance it."""
-    _reconcile_promotion(body, retry)
 
 
 @kopf.on.delete(API_GROUP, API_VERSION, "promotions", optional=True)
@@ -69,54 +80,50 @@ def promotion_deleted(namespace: str | None, name: str | None, **_: Any) -> None
     log.info("Promotion %s/%s deleted; git is left as it is", namespace, name)
 
 
-# Environments are refreshed by one loop over an in-memory index rather than a kopf
-# daemon or timer per object: those make kopf put a finalizer on every Environment, and
-# then an Environment could not be deleted (or pruned by Argo CD) while the operator is down.
-_known_environments: dict[tuple[str, str], dict[str, Any]] = {}
-_REFRESH_CONCURRENCY = 8
-
-
-def _refresh_environment(obj: dict[str, Any]) -> None:
-    environments.refresh(_config, Cluster(), obj, now())
-
-
-@kopf.on.event(API_GROUP, API_VERSION, "environments")
-def environment_seen(body: kopf.Body, **kwargs: Any) -> None:
-    """Track the latest version of every Environment for the refresh loop."""
-    meta = body.get("metadata", {})
-    key = (meta.get("namespace", ""), meta.get("name", ""))
-    if kwargs.get("type") == "DELETED" or meta.get("deletionTimestamp"):
-        _known_environments.pop(key, None)
-    else:
-        _known_environments[key] = dict(body)
+# Environments are refreshed by one loop over kopf's index rather than a kopf daemon or
+# timer per object: those make kopf put a finalizer on every Environment, and then an
+# Environment could not be deleted (or pruned by Argo CD) while the operator is down.
+@kopf.index(API_GROUP, API_VERSION, "environments")
+def environment_index(
+    namespace: str | None, name: str | None, body: kopf.Body, **_: Any
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """The latest body of every Environment, for the refresh loop (kopf drops deleted ones)."""
+    return {(namespace or "", name or ""): dict(body)}
 
 
 @kopf.on.create(API_GROUP, API_VERSION, "environments")
 @kopf.on.update(API_GROUP, API_VERSION, "environments", field="spec")
-def environment_changed(body: kopf.Body, **_: Any) -> None:
+def environment_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Refresh at once on a new or changed Environment, rather than at the next round."""
-    _refresh_environment(dict(body))
+    config = _config(memo)
+    environments.refresh(config, _ports(config), dict(body), now())
 
 
-async def _refresh_all() -> None:
-    """Every `environment_refresh` seconds, refresh every known Environment's status."""
-    limit = asyncio.Semaphore(_REFRESH_CONCURRENCY)
+async def _refresh_all(config: OperatorConfig, index: kopf.Index[Any, Any]) -> None:
+    """Every `environment_refresh` seconds, refresh every indexed Environment's status.
 
-    async def refresh(obj: dict[str, Any]) -> None:
-        async with limit:
-            try:
-                await asyncio.to_thread(_refresh_environment, obj)
-            except Exception:  # a bad look is reported next time; the loop must go on
-                log.exception("refreshing Environment %s failed", obj["metadata"].get("name"))
-
+    The index fills from the first LIST after start-up; until it has stopped growing, the
+    next round comes after `_WARM_UP_INTERVAL`, so every Environment gets a status soon
+    after a start rather than one interval later.
+    """
+    ports = _ports(config)
+    clock = asyncio.get_running_loop().time
+    previous = -1
     while True:
-        await asyncio.gather(*(refresh(obj) for obj in list(_known_environments.values())))
-        await asyncio.sleep(_config.environment_refresh)
+        started = clock()
+        bodies = [body for store in list(index.values()) for body in store]
+        await environments.refresh_round(config, ports, bodies, concurrency=_REFRESH_CONCURRENCY)
+        interval = _WARM_UP_INTERVAL if len(bodies) != previous else config.environment_refresh
+        previous = len(bodies)
+        await asyncio.sleep(max(1.0, interval - (clock() - started)))
 
 
 @kopf.on.startup()
-async def _start_refresh(memo: kopf.Memo, **_: Any) -> None:
-    memo["environment_refresh"] = asyncio.create_task(_refresh_all())
+async def _start_refresh(memo: kopf.Memo, **kwargs: Any) -> None:
+    # kopf hands every index to operator handlers as a kwarg named after it; the live
+    # index object keeps following the watch after start-up
+    index: kopf.Index[Any, Any] = kwargs["environment_index"]
+    memo["environment_refresh"] = asyncio.create_task(_refresh_all(_config(memo), index))
 
 
 @kopf.on.cleanup()

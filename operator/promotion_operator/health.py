@@ -8,10 +8,11 @@ the HTTP source does its own request.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from promotion_operator.domain.images import pinned_version, split_reference, tags_of
 from promotion_operator.domain.models import HealthStatus, HTTPHealth
 from promotion_operator.fetch import BodyTooLargeError, FetchError, fetch
 
@@ -32,34 +33,11 @@ class Observation:
     @property
     def live_version(self) -> str | None:
         """The tag every image runs, or None when they differ or one is unknown."""
-        tags = set(self.images.values())
-        if len(tags) == 1:
-            return next(iter(tags))
-        return None
+        return pinned_version(self.images)
 
     def runs(self, version: str) -> bool:
         """Whether every image runs exactly `version`."""
         return bool(self.images) and all(tag == version for tag in self.images.values())
-
-
-def split_reference(reference: str) -> tuple[str, str | None]:
-    """Split `name:tag` (or `name@digest`, or `name:tag@digest`) into (name, tag)."""
-    name = reference.split("@", 1)[0]
-    slash = name.rfind("/")
-    colon = name.rfind(":")
-    if colon > slash:
-        return name[:colon], name[colon + 1 :]
-    return name, None
-
-
-def _tags_of(references: Iterable[str], images: Sequence[str]) -> dict[str, str | None]:
-    """The one tag each image runs; None when unknown or when two tags of it run at once."""
-    seen: dict[str, set[str]] = {image: set() for image in images}
-    for reference in references:
-        name, tag = split_reference(reference)
-        if name in seen and tag is not None:
-            seen[name].add(tag)
-    return {image: next(iter(tags)) if len(tags) == 1 else None for image, tags in seen.items()}
 
 
 def combine(observations: Sequence[Observation]) -> Observation:
@@ -84,25 +62,58 @@ def combine(observations: Sequence[Observation]) -> Observation:
     return Observation(worst, images, messages)
 
 
-def observe_argocd(application: Object, images: Sequence[str], name: str) -> Observation:
-    """Read an Argo CD Application as Argo CD writes it.
+def _revision(block: Object) -> str | None:
+    """The revision of a sync or sync result: `revision`, or the joined `revisions` of an
+    Application with several sources."""
+    revisions = block.get("revisions")
+    if isinstance(revisions, list) and revisions:
+        return ",".join(str(r) for r in revisions)
+    revision = block.get("revision")
+    return str(revision) if revision else None
 
-    Healthy means `status.health.status == Healthy` and `status.sync.status == Synced`;
-    the live tags come from `status.summary.images`.
+
+def observe_argocd(application: Object, images: Sequence[str], name: str) -> Observation:
+    """Read an Argo CD Application as a real Argo CD writes it during and after a sync.
+
+    Healthy needs all of: `health.status` Healthy, `sync.status` Synced, and, when there
+    was a sync operation, `operationState.phase` Succeeded for the same revision that
+    `sync` reports. Argo CD shows "Healthy" with a stale health while an operation still
+    runs or just after it succeeded and before the new revision is Synced; those are
+    Progressing. The live tags come from `status.summary.images` (an image listed with
+    two tags at once, mid-rollout, has no single tag).
     """
     status = application.get("status") or {}
     health = (status.get("health") or {}).get("status")
-    sync = (status.get("sync") or {}).get("status")
-    tags = _tags_of((status.get("summary") or {}).get("images") or [], images)
-    operation = (status.get("operationState") or {}).get("phase")
-    if health == "Healthy" and sync == "Synced":
+    sync_block = status.get("sync") or {}
+    sync = sync_block.get("status")
+    tags = tags_of((status.get("summary") or {}).get("images") or [], images)
+    operation_state = status.get("operationState") or {}
+    operation = operation_state.get("phase")
+    synced_revision = _revision(sync_block)
+    operated_revision = _revision(operation_state.get("syncResult") or {})
+    operation_done = not operation_state or (
+        operation == "Succeeded"
+        and (
+            operated_revision is None
+            or synced_revision is None
+            or operated_revision == synced_revision
+        )
+    )
+    if health == "Healthy" and sync == "Synced" and operation_done:
         return Observation(HealthStatus.HEALTHY, tags, "")
     message = f"Argo CD Application {name}: health {health or 'unknown'}, sync {sync or 'unknown'}"
-    if operation and operation not in ("Succeeded",):
+    if operation and operation != "Succeeded":
         message += f", operation {operation}"
-    if health in {"Degraded", "Missing"}:
+    elif operation and not operation_done:
+        message += f", last sync was of {operated_revision}, not {synced_revision}"
+    if health in {"Degraded", "Missing"} or operation in {"Failed", "Error"}:
         return Observation(HealthStatus.DEGRADED, tags, message)
-    if health in ("Progressing", "Healthy") or sync == "OutOfSync" or operation == "Running":
+    if (
+        health in ("Progressing", "Healthy")
+        or sync == "OutOfSync"
+        or operation == "Running"
+        or not operation_done
+    ):
         return Observation(HealthStatus.PROGRESSING, tags, message)
     return Observation(HealthStatus.UNKNOWN, tags, message)
 
@@ -144,7 +155,7 @@ def observe_deployments(deployments: Sequence[Object], images: Sequence[str]) ->
         ok, problem = _deployment_rolled_out(deployment)
         if not ok:
             problems.append(problem)
-    tags = _tags_of(references, images)
+    tags = tags_of(references, images)
     missing = [image for image, tag in tags.items() if tag is None]
     if missing:
         problems.append("no Deployment runs " + ", ".join(missing))

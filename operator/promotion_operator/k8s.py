@@ -10,17 +10,22 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
+import logging
 import threading
 import uuid
-from collections.abc import Iterator
-from typing import Any, cast
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from kubernetes.leaderelection import electionconfig, leaderelection
+from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
 
 from promotion_operator import API_GROUP, API_VERSION
 from promotion_operator.domain.errors import Reason, RetryableError
 
+log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _api_client: client.ApiClient | None = None
 
@@ -55,6 +60,50 @@ class NotFoundError(Exception):
     """The object does not exist."""
 
 
+class ClusterAPI(Protocol):
+    """What the lifecycle reads and writes in the cluster; `Cluster` is the real one.
+
+    The lifecycle depends on this protocol only, so its state machine runs against a fake
+    of it in unit tests and against the API server in e2e.
+    """
+
+    def get_environment(self, namespace: str, name: str) -> Object:
+        """Return the Environment object; raise NotFoundError."""
+        ...
+
+    def list_promotions(self, namespace: str, environment: str) -> list[Object]:
+        """Return the Promotions of one Environment."""
+        ...
+
+    def patch_status(self, plural: str, namespace: str, name: str, status: Object) -> None:
+        """Merge-patch `.status` of one of our objects."""
+        ...
+
+    def delete_promotion(self, namespace: str, name: str, uid: str) -> None:
+        """Delete a Promotion, only if it is still the object with this uid."""
+        ...
+
+    def get_secret_data(self, namespace: str, name: str) -> dict[str, bytes]:
+        """Return a Secret's decoded data; raise NotFoundError."""
+        ...
+
+    def get_argocd_application(self, namespace: str, name: str) -> Object:
+        """Return an Argo CD Application; raise NotFoundError."""
+        ...
+
+    def list_deployments(self, namespace: str, selector: str | None) -> list[Object]:
+        """Return the Deployments in a namespace as plain dicts."""
+        ...
+
+    def refresh_argocd_application(self, namespace: str, name: str) -> None:
+        """Ask Argo CD to compare an Application with git now (its refresh annotation)."""
+        ...
+
+    def post_event(self, obj: Object, *, reason: str, message: str, warning: bool = False) -> None:
+        """Record an Event on `obj` (best effort)."""
+        ...
+
+
 @contextlib.contextmanager
 def _translated(what: str) -> Iterator[None]:
     """Turn API errors into our own: 404 -> NotFoundError, others -> retryable.
@@ -87,10 +136,6 @@ class Cluster:
         """Return the Environment object; raise NotFoundError."""
         return self._get_custom(API_GROUP, namespace, "environments", name)
 
-    def get_promotion(self, namespace: str, name: str) -> Object:
-        """Return the Promotion object; raise NotFoundError."""
-        return self._get_custom(API_GROUP, namespace, "promotions", name)
-
     def list_promotions(self, namespace: str, environment: str) -> list[Object]:
         """Return the Promotions of one Environment (a field selector: filtered server-side)."""
         with _translated(f"list promotions in {namespace}"):
@@ -110,6 +155,19 @@ class Cluster:
                 API_GROUP, API_VERSION, namespace, plural, name, {"status": status}
             )
 
+    def delete_promotion(self, namespace: str, name: str, uid: str) -> None:
+        """Delete a Promotion, only if it is still the object with this uid (a precondition:
+        a Promotion re-created under the same name in the meantime is left alone)."""
+        with _translated(f"delete promotions/{name} in {namespace}"):
+            self._custom.delete_namespaced_custom_object(
+                API_GROUP,
+                API_VERSION,
+                namespace,
+                "promotions",
+                name,
+                body=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid)),
+            )
+
     # -- things we read --------------------------------------------------------------
     def get_secret_data(self, namespace: str, name: str) -> dict[str, bytes]:
         """Return a Secret's decoded data; raise NotFoundError."""
@@ -120,6 +178,19 @@ class Cluster:
     def get_argocd_application(self, namespace: str, name: str) -> Object:
         """Return an Argo CD Application; raise NotFoundError."""
         return self._get_custom("argoproj.io", namespace, "applications", name)
+
+    def refresh_argocd_application(self, namespace: str, name: str) -> None:
+        """Set `argocd.argoproj.io/refresh: normal`: Argo CD then compares the Application
+        with git at once instead of at its next poll (about 3 minutes), and clears it."""
+        with _translated(f"refresh applications.argoproj.io/{name} in {namespace}"):
+            self._custom.patch_namespaced_custom_object(
+                "argoproj.io",
+                "v1alpha1",
+                namespace,
+                "applications",
+                name,
+                {"metadata": {"annotations": {"argocd.argoproj.io/refresh": "normal"}}},
+            )
 
     def list_deployments(self, namespace: str, selector: str | None) -> list[Object]:
         """Return the Deployments in a namespace as plain dicts."""
@@ -163,3 +234,50 @@ class Cluster:
         )
         with contextlib.suppress(ApiException):
             self._core.create_namespaced_event(meta["namespace"], event)
+
+
+@dataclass(frozen=True)
+class LeaseTiming:
+    """client-go's leader-election timings, shortened so a standby takes over in <= 15 s.
+
+    A follower takes the Lease once its record has not changed for `duration` seconds,
+    looking every `retry`; the leader gives up (and the process exits) when it could not
+    renew for `renew_deadline`, which is shorter than `duration`, so the old leader has
+    stopped before a new one can start.
+    """
+
+    duration: int = 10
+    renew_deadline: int = 7
+    retry: int = 2
+
+
+def lead(
+    namespace: str,
+    name: str,
+    identity: str,
+    *,
+    on_lost: Callable[[], None],
+    timing: LeaseTiming = LeaseTiming(),
+) -> None:
+    """Block until this process holds the `coordination.k8s.io` Lease, then return.
+
+    The Lease is renewed by a daemon thread for as long as the process lives; if a renewal
+    fails past the deadline, `on_lost` is called (the operator exits: two leaders must
+    never act at once). Uses the Kubernetes client's own leader election.
+    """
+    leading = threading.Event()
+    election = leaderelection.LeaderElection(
+        electionconfig.Config(  # type: ignore[no-untyped-call]
+            LeaseLock(name, namespace, identity),  # type: ignore[no-untyped-call]
+            lease_duration=timing.duration,
+            renew_deadline=timing.renew_deadline,
+            retry_period=timing.retry,
+            onstarted_leading=leading.set,
+            onstopped_leading=on_lost,
+        )
+    )
+    thread = threading.Thread(target=election.run, name="leader-election", daemon=True)
+    thread.start()
+    log.info("waiting to lead Lease %s/%s as %s", namespace, name, identity)
+    leading.wait()
+    log.info("leading Lease %s/%s as %s", namespace, name, identity)

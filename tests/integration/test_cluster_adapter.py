@@ -18,7 +18,10 @@ from promotion_operator import k8s
 from promotion_operator.domain.errors import Reason, RetryableError
 from promotion_operator.domain.models import HealthStatus
 from promotion_operator.lifecycle import environments
-from promotion_operator.lifecycle.context import Environment, OperatorConfig
+from promotion_operator.lifecycle.config import OperatorConfig
+from promotion_operator.lifecycle.objects import Environment
+from promotion_operator.lifecycle.observe import observe
+from promotion_operator.lifecycle.ports import live_ports
 from promotion_sandbox.argocd import application, application_status
 from support.kube import Kube
 
@@ -99,11 +102,11 @@ def test_deployments_source_follows_a_rollout(
     env = environment(namespace, {"deployments": {"namespace": namespace, "selector": "tier=web"}})
     kube.apply(deployment(namespace, "v20250819-f3b8541"))
     set_rollout(kube, namespace, updated=1, available=1)
-    rolling = environments.observe(cluster, env)
+    rolling = observe(cluster, env)
     assert rolling.health == HealthStatus.PROGRESSING
     assert "1/2" in rolling.message
     set_rollout(kube, namespace, updated=2, available=2)
-    done = environments.observe(cluster, env)
+    done = observe(cluster, env)
     assert done.health == HealthStatus.HEALTHY
     assert done.live_version == "v20250819-f3b8541"
 
@@ -112,15 +115,15 @@ def test_argocd_source_reads_what_argocd_writes(
     kube: Kube, namespace: str, cluster: k8s.Cluster
 ) -> None:
     env = environment(namespace, {"argocd": {"application": "dev", "namespace": namespace}})
-    missing = environments.observe(cluster, env)
+    missing = observe(cluster, env)
     assert missing.health == HealthStatus.UNKNOWN and "not found" in missing.message
     app = application("dev", namespace, "https://git.example.com/x.git", "k8s/overlays/dev")
     app["status"] = application_status([f"{APP}:v2"], sync="OutOfSync", health="Progressing")
     kube.apply(app)
-    assert environments.observe(cluster, env).health == HealthStatus.PROGRESSING
+    assert observe(cluster, env).health == HealthStatus.PROGRESSING
     app["status"] = application_status([f"{APP}:v2"])
     kube.apply(app)
-    synced = environments.observe(cluster, env)
+    synced = observe(cluster, env)
     assert synced.health == HealthStatus.HEALTHY and synced.runs("v2")
 
 
@@ -140,9 +143,10 @@ def test_environment_status_is_written_through_the_subresource(
     }
     kube.apply(obj)
     stored = kube.get("environment", "dev", namespace)
+    config = OperatorConfig(cache_dir=tmp_path, git_timeout=5)
     environments.refresh(
-        OperatorConfig(cache_dir=tmp_path, git_timeout=5),
-        cluster,
+        config,
+        live_ports(config, cluster),
         stored,
         dt.datetime.now(dt.UTC),
     )

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from promotion_operator.domain.images import split_reference
 from promotion_operator.domain.models import HealthStatus, HTTPHealth
 from promotion_operator.health import (
     Observation,
@@ -21,7 +22,6 @@ from promotion_operator.health import (
     observe_argocd,
     observe_deployments,
     observe_http,
-    split_reference,
 )
 
 APP = "127.0.0.1:5000/team/app"
@@ -191,7 +191,9 @@ def test_argocd_similar_names_are_not_confused() -> None:
     [
         ("Healthy", "OutOfSync", None, HealthStatus.PROGRESSING),
         ("Progressing", "Synced", None, HealthStatus.PROGRESSING),
-        ("Healthy", "Synced", "Running", HealthStatus.HEALTHY),
+        # Argo CD still shows the old health while a sync runs (measured on a real one)
+        ("Healthy", "Synced", "Running", HealthStatus.PROGRESSING),
+        ("Healthy", "Synced", "Succeeded", HealthStatus.HEALTHY),
         ("Healthy", None, "Running", HealthStatus.PROGRESSING),
         ("Degraded", "Synced", None, HealthStatus.DEGRADED),
         ("Degraded", "OutOfSync", None, HealthStatus.DEGRADED),
@@ -209,6 +211,40 @@ def test_argocd_health_mapping(
     assert observation.images == {APP: "v1"}
     if expected != HealthStatus.HEALTHY:
         assert "shop-prod" in observation.message
+
+
+def _syncing(synced: dict[str, Any], operated: dict[str, Any] | None, phase: str) -> dict[str, Any]:
+    app = _application(images=[f"{APP}:v1"])
+    app["status"]["sync"] = {"status": "Synced", **synced}
+    app["status"]["operationState"] = {"phase": phase}
+    if operated is not None:
+        app["status"]["operationState"]["syncResult"] = operated
+    return app
+
+
+@pytest.mark.parametrize(
+    ("synced", "operated", "phase", "expected"),
+    [
+        ({"revision": "new"}, {"revision": "new"}, "Succeeded", HealthStatus.HEALTHY),
+        # the operation synced an older commit than the one Argo CD now compares against
+        ({"revision": "new"}, {"revision": "old"}, "Succeeded", HealthStatus.PROGRESSING),
+        ({"revision": "new"}, {"revision": "new"}, "Running", HealthStatus.PROGRESSING),
+        ({"revision": "new"}, {"revision": "new"}, "Failed", HealthStatus.DEGRADED),
+        # several sources: revisions compare as a whole
+        ({"revisions": ["a", "b"]}, {"revisions": ["a", "b"]}, "Succeeded", HealthStatus.HEALTHY),
+        (
+            {"revisions": ["a", "b"]},
+            {"revisions": ["a", "c"]},
+            "Succeeded",
+            HealthStatus.PROGRESSING,
+        ),
+        ({"revision": "new"}, None, "Succeeded", HealthStatus.HEALTHY),
+    ],
+)
+def test_argocd_healthy_needs_the_sync_operation_done_for_the_synced_revision(
+    synced: dict[str, Any], operated: dict[str, Any] | None, phase: str, expected: HealthStatus
+) -> None:
+    assert observe_argocd(_syncing(synced, operated, phase), [APP], "a").health == expected
 
 
 def test_argocd_missing_status_is_unknown() -> None:

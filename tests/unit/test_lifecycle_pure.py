@@ -10,14 +10,11 @@ import pytest
 from promotion_operator.domain.errors import PermanentError, Reason
 from promotion_operator.domain.models import EnvironmentStatus, HealthStatus, Phase
 from promotion_operator.health import Observation
-from promotion_operator.lifecycle.context import Environment, OperatorConfig
-from promotion_operator.lifecycle.environments import healthy_for, healthy_since
-from promotion_operator.lifecycle.promotions import (
-    REQUESTED_BY_ANNOTATION,
-    Promotion,
-    _request_time,
-    backoff,
-)
+from promotion_operator.lifecycle.config import OperatorConfig
+from promotion_operator.lifecycle.newest import request_time
+from promotion_operator.lifecycle.objects import REQUESTED_BY_ANNOTATION, Environment, Promotion
+from promotion_operator.lifecycle.observe import healthy_for, healthy_since
+from promotion_operator.lifecycle.promotions import backoff
 
 FAR_FUTURE = "9999-12-31T23:59:59.999999Z"
 STARTED = "2025-01-01T10:00:00.123456Z"
@@ -80,7 +77,7 @@ def _promotion(
 
 def test_request_time_is_started_at_of_the_current_generation() -> None:
     obj = _promotion(generation=2, status={"observedGeneration": 2, "startedAt": STARTED})
-    assert _request_time(obj) == STARTED
+    assert request_time(obj) == STARTED
 
 
 @pytest.mark.parametrize(
@@ -95,12 +92,18 @@ def test_request_time_is_started_at_of_the_current_generation() -> None:
 def test_request_time_of_a_not_started_generation_is_far_future(
     status: dict[str, Any] | None,
 ) -> None:
-    assert _request_time(_promotion(generation=2, status=status)) == FAR_FUTURE
+    assert request_time(_promotion(generation=2, status=status)) == FAR_FUTURE
 
 
-def test_far_future_sorts_after_any_real_start() -> None:
-    assert FAR_FUTURE > "2999-12-31T23:59:59.999999Z"
-    assert FAR_FUTURE > STARTED
+def test_a_waiting_generation_orders_after_any_started_one() -> None:
+    started = request_time(
+        _promotion(
+            generation=2,
+            status={"observedGeneration": 2, "startedAt": "2999-12-31T23:59:59.999999Z"},
+        )
+    )
+    waiting = request_time(_promotion(generation=2, status={"observedGeneration": 1}))
+    assert started < waiting
 
 
 def test_parse_promotion() -> None:

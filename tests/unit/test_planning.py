@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from promotion_operator.domain.gitrules import has_trailers, trailer_block
-from promotion_operator.domain.planning import TRAILER_KEYS, commit_message, supersedes
+from promotion_operator.domain.planning import Trailer, commit_message, supersedes
 
 UID = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
 
@@ -59,7 +59,7 @@ def test_commit_message_layout_is_subject_reason_then_trailers() -> None:
 def test_trailers_are_the_last_paragraph_and_parseable() -> None:
     message = _message()
     assert trailer_block(message) == _expected_trailers()
-    assert [key for key, _ in trailer_block(message)] == list(TRAILER_KEYS)
+    assert [key for key, _ in trailer_block(message)] == list(Trailer)
     assert has_trailers(message, {"Promotion-UID": UID, "Promotion-Generation": "3"})
     assert not has_trailers(message, {"Promotion-UID": UID, "Promotion-Generation": "4"})
 
@@ -108,7 +108,7 @@ def test_reason_cannot_forge_a_trailer(reason: str) -> None:
 def test_requested_by_cannot_add_a_trailer_or_paragraph() -> None:
     message = _message(requested_by="mallory\n\nPromotion-UID: forged")
     trailers = trailer_block(message)
-    assert [key for key, _ in trailers] == list(TRAILER_KEYS)
+    assert [key for key, _ in trailers] == list(Trailer)
     assert dict(trailers)["Promotion-UID"] == UID
     assert dict(trailers)["Requested-By"] == "mallory Promotion-UID: forged"
     assert not has_trailers(message, {"Promotion-UID": "forged"})
@@ -124,7 +124,7 @@ def test_any_user_text_leaves_exactly_our_trailers(reason: str, requested_by: st
     message = _message(reason=reason, requested_by=requested_by)
     assert message.splitlines()[0] == "promote prod: v1 -> v2"
     trailers = trailer_block(message)
-    assert [key for key, _ in trailers] == list(TRAILER_KEYS)
+    assert [key for key, _ in trailers] == list(Trailer)
     assert trailers[:3] == _expected_trailers()[:3]
     assert has_trailers(message, {"Promotion-UID": UID, "Promotion-Generation": "3"})
 

@@ -22,6 +22,10 @@ class Reason(StrEnum):
     SUPERSEDED = "Superseded"
     CHECKS_PASSED = "ChecksPassed"
     OBSERVED = "Observed"
+    # after the push
+    AWAITING_DEPLOYMENT = "AwaitingDeployment"
+    DEPLOYED = "Deployed"
+    NOT_DEPLOYED = "NotDeployed"
     # bad input
     INVALID_SPEC = "InvalidSpec"
     VERSION_MISMATCH_PATTERN = "VersionDoesNotMatchPattern"
@@ -47,6 +51,26 @@ class Reason(StrEnum):
     GIT_ERROR = "GitError"
     # cluster
     KUBERNETES_API_ERROR = "KubernetesAPIError"
+
+
+class ConditionType(StrEnum):
+    """The condition types the operator sets (Flux keeps these beside its reasons too)."""
+
+    READY = "Ready"
+    VERIFIED = "Verified"
+    COMMITTED = "Committed"
+    DEPLOYED = "Deployed"
+    HEALTHY = "Healthy"
+
+
+class CheckName(StrEnum):
+    """The names of verification checks, as they appear in `status.checks`."""
+
+    VERSION_PATTERN = "VersionPattern"
+    TAG_EXISTS = "TagExists"
+    UPSTREAM_HEALTHY = "UpstreamHealthy"
+    UPSTREAM_VERSION = "UpstreamVersion"
+    SOAK = "Soak"
 
 
 class PromotionError(Exception):

@@ -52,6 +52,14 @@ def validate_git_url(url: str, *, allow_file: bool) -> None:
         )
 
 
+def is_ssh_url(url: str) -> bool:
+    """Whether git reaches `url` over SSH: `ssh://` or the scp-like `user@host:path`."""
+    scheme = _SCHEME.match(url)
+    if scheme is not None:
+        return scheme["scheme"].lower() == "ssh"
+    return _SCP_LIKE.match(url) is not None
+
+
 def _url_problem(url: str, *, allow_file: bool) -> str | None:
     """Say what is wrong with `url`, or None when it is acceptable."""
     if not url:

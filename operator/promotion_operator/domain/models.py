@@ -14,11 +14,10 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
+from promotion_operator.domain.images import TAG_PATTERN
 from promotion_operator.domain.patterns import compile_version_pattern
 
 DEFAULT_VERSION_PATTERN = r"^v\d{8}-[0-9a-f]{7,40}$"
-# An OCI tag (distribution's grammar); the Environment's versionPattern narrows it further.
-TAG_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
@@ -332,3 +331,15 @@ class PromotionStatus(Model):
 def dump(model: BaseModel) -> dict[str, Any]:
     """Serialize a model the way the API server stores it (camelCase, no nulls)."""
     return model.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def status_patch(before: BaseModel, after: BaseModel) -> dict[str, Any]:
+    """A merge patch taking a stored status from `before` to `after`.
+
+    Fields `after` no longer has are set to null, which a merge patch reads as "remove":
+    the one way a field leaves a status.
+    """
+    patch = dump(after)
+    for key in dump(before):
+        patch.setdefault(key, None)
+    return patch

@@ -2,113 +2,119 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
 
 from promotion_operator.domain.conditions import set_condition
-from promotion_operator.domain.errors import PromotionError, Reason
-from promotion_operator.domain.models import EnvironmentStatus, HealthStatus, dump
+from promotion_operator.domain.errors import (
+    ConditionType,
+    PermanentError,
+    PromotionError,
+    Reason,
+    RetryableError,
+)
+from promotion_operator.domain.images import pinned_version
+from promotion_operator.domain.models import EnvironmentStatus, HealthStatus, dump, status_patch
 from promotion_operator.domain.overlay import read_image_tags
-from promotion_operator.health import (
-    Observation,
-    combine,
-    observe_argocd,
-    observe_deployments,
-    observe_http,
-)
-from promotion_operator.k8s import Cluster, NotFoundError
-from promotion_operator.lifecycle.context import (
-    Environment,
-    OperatorConfig,
-    overlay_file,
-    parse_time,
-    repository,
-    timestamp,
-)
+from promotion_operator.domain.times import now, timestamp
+from promotion_operator.k8s import Object
+from promotion_operator.lifecycle.config import OperatorConfig
+from promotion_operator.lifecycle.objects import Environment
+from promotion_operator.lifecycle.observe import healthy_since, observe
+from promotion_operator.lifecycle.ports import Ports, open_repository
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
-def observe(cluster: Cluster, env: Environment, images: Sequence[str] | None = None) -> Observation:
-    """Look at the environment through each configured health source and combine them.
+@dataclass(frozen=True)
+class OverlayRead:
+    """What one refresh round read of an Environment's overlay: its text, or the problem."""
 
-    `images` defaults to the environment's own; a downstream check passes its own list.
+    text: str | None = None
+    problem: PromotionError | None = None
+
+
+_UNREAD = OverlayRead(
+    problem=RetryableError(Reason.GIT_ERROR, "the repository could not be read this round")
+)
+
+
+def _key(env: Environment) -> tuple[str, str]:
+    return (env.namespace, env.name)
+
+
+def repository_key(env: Environment) -> tuple[str, str, str, str]:
+    """Environments with the same key are read from one fetch: same namespace (its
+    credentials never serve another namespace), repository, branch and Secret."""
+    secret = env.spec.git.secret_ref.name if env.spec.git.secret_ref else ""
+    return (env.namespace, env.spec.git.url, env.spec.git.branch, secret)
+
+
+def group_by_repository(envs: Sequence[Environment]) -> list[list[Environment]]:
+    """The Environments of a round, one group per fetch."""
+    groups: dict[tuple[str, str, str, str], list[Environment]] = {}
+    for env in envs:
+        groups.setdefault(repository_key(env), []).append(env)
+    return list(groups.values())
+
+
+def read_overlays(
+    config: OperatorConfig, ports: Ports, group: Sequence[Environment]
+) -> dict[tuple[str, str], OverlayRead]:
+    """One fetch for the whole group, then every overlay from the fetched commit.
+
+    Takes no lock that promotions take (`Repository.snapshot`), so a promotion never waits
+    behind a refresh round. Keyed by (namespace, name).
     """
-    sources = env.spec.health
-    images = list(images) if images is not None else env.spec.image_names()
-    if sources is None:
-        return Observation(HealthStatus.UNKNOWN, message="no health source configured")
-    observations: list[Observation] = []
-    if sources.argocd is not None:
-        ref = sources.argocd
-        try:
-            app = cluster.get_argocd_application(ref.namespace, ref.application)
-            observations.append(observe_argocd(app, images, ref.application))
-        except NotFoundError:
-            observations.append(
-                Observation(
-                    HealthStatus.UNKNOWN,
-                    message=f"Argo CD Application {ref.namespace}/{ref.application} not found",
-                )
+    try:
+        repo = open_repository(config, ports, group[0])
+        head = repo.snapshot()
+        texts = repo.read_many(head, [env.overlay_file for env in group])
+    except PromotionError as error:
+        return {(env.namespace, env.name): OverlayRead(problem=error) for env in group}
+    reads: dict[tuple[str, str], OverlayRead] = {}
+    for env in group:
+        text = texts.get(env.overlay_file)
+        if text is None:
+            problem = PermanentError(
+                Reason.INVALID_OVERLAY,
+                f"{env.overlay_file} is not a file on branch {env.spec.git.branch}",
             )
-    if sources.deployments is not None:
-        deployments = cluster.list_deployments(
-            sources.deployments.namespace, sources.deployments.selector
-        )
-        observations.append(observe_deployments(deployments, images))
-    if sources.http is not None:
-        observations.append(observe_http(sources.http, images))
-    return combine(observations)
-
-
-def healthy_since(
-    previous: EnvironmentStatus, observation: Observation, moment: dt.datetime
-) -> str | None:
-    """Keep the start of the current healthy run of the same version; reset otherwise."""
-    if observation.health != HealthStatus.HEALTHY or observation.live_version is None:
-        return None
-    same_run = (
-        previous.health == HealthStatus.HEALTHY
-        and previous.live_version == observation.live_version
-        and previous.healthy_since is not None
-    )
-    return previous.healthy_since if same_run else timestamp(moment)
-
-
-def healthy_for(env: Environment, observation: Observation, moment: dt.datetime) -> dt.timedelta:
-    """How long the environment has run what it runs now, healthily (zero if just seen)."""
-    since = healthy_since(env.status, observation, moment)
-    if since is None:
-        return dt.timedelta(0)
-    return moment - parse_time(since)
+            reads[(env.namespace, env.name)] = OverlayRead(problem=problem)
+        else:
+            reads[(env.namespace, env.name)] = OverlayRead(text=text)
+    return reads
 
 
 def refresh_status(
-    config: OperatorConfig, cluster: Cluster, env: Environment, moment: dt.datetime
+    ports: Ports, env: Environment, overlay: OverlayRead, moment: dt.datetime
 ) -> EnvironmentStatus:
-    """Compute and write the Environment's status; never raises for a bad spec."""
+    """Compute the Environment's status and write it when it changed; never raises for a
+    bad spec or overlay (they are reported on the status)."""
     status = env.status.model_copy()
     status.observed_generation = env.generation
     stamp = timestamp(moment)
-    git_problem: PromotionError | None = None
-    try:
-        repo = repository(config, cluster, env)
-        repo.sync()
-        tags = read_image_tags(repo.read_file(overlay_file(env)), env.spec.image_names())
-        status.images = tags
-        values = set(tags.values())
-        status.version = next(iter(values)) if len(values) == 1 else None
-    except PromotionError as error:
-        git_problem = error
-    observation = observe(cluster, env)
+    git_problem = overlay.problem
+    if overlay.text is not None:
+        try:
+            tags = read_image_tags(overlay.text, env.spec.image_names())
+            status.images = tags
+            status.version = pinned_version(tags)
+        except PromotionError as error:
+            git_problem = error
+    observation = observe(ports.cluster, env)
     status.healthy_since = healthy_since(env.status, observation, moment)
     status.health = observation.health
     status.live_version = observation.live_version
     status.conditions = set_condition(
         status.conditions,
-        type_="Ready",
+        type_=ConditionType.READY,
         status=git_problem is None,
         reason=Reason.OBSERVED if git_problem is None else git_problem.reason,
         message="" if git_problem is None else git_problem.message,
@@ -117,7 +123,7 @@ def refresh_status(
     )
     status.conditions = set_condition(
         status.conditions,
-        type_="Healthy",
+        type_=ConditionType.HEALTHY,
         status=observation.health == HealthStatus.HEALTHY,
         reason=observation.health.value,
         message=observation.message,
@@ -126,25 +132,24 @@ def refresh_status(
     )
     messages = [m for m in (git_problem and git_problem.message, observation.message) if m]
     status.message = "; ".join(messages) or None
-    patch = dump(status)
-    for key in ("version", "liveVersion", "healthySince", "message"):
-        patch.setdefault(key, None)
-    cluster.patch_status("environments", env.namespace, env.name, patch)
+    if dump(status) != dump(env.status):  # an unchanged status costs the API server nothing
+        ports.cluster.patch_status(
+            "environments", env.namespace, env.name, status_patch(env.status, status)
+        )
     return status
 
 
-def refresh(
-    config: OperatorConfig, cluster: Cluster, obj: dict[str, Any], moment: dt.datetime
-) -> None:
-    """Refresh an Environment object's status; a spec the models refuse is reported there."""
+def parse_or_report(ports: Ports, obj: Object, moment: dt.datetime) -> Environment | None:
+    """Parse an Environment; a spec the models refuse is reported on its status (None)."""
     try:
-        env = Environment.parse(obj)
+        return Environment.parse(obj)
     except PromotionError as error:
         meta = obj["metadata"]
-        status = EnvironmentStatus.model_validate(obj.get("status") or {})
+        before = EnvironmentStatus.model_validate(obj.get("status") or {})
+        status = before.model_copy()
         status.conditions = set_condition(
             status.conditions,
-            type_="Ready",
+            type_=ConditionType.READY,
             status=False,
             reason=error.reason,
             message=error.message,
@@ -152,6 +157,61 @@ def refresh(
             generation=meta.get("generation"),
         )
         status.message = error.message
-        cluster.patch_status("environments", meta["namespace"], meta["name"], dump(status))
-        return
-    refresh_status(config, cluster, env, moment)
+        if dump(status) != dump(before):
+            ports.cluster.patch_status(
+                "environments", meta["namespace"], meta["name"], status_patch(before, status)
+            )
+        return None
+
+
+def refresh(config: OperatorConfig, ports: Ports, obj: Object, moment: dt.datetime) -> None:
+    """Refresh one Environment at once (a new or changed spec), outside the round."""
+    env = parse_or_report(ports, obj, moment)
+    if env is not None:
+        overlay = read_overlays(config, ports, [env])[(env.namespace, env.name)]
+        refresh_status(ports, env, overlay, moment)
+
+
+async def refresh_round(
+    config: OperatorConfig, ports: Ports, bodies: Sequence[Object], *, concurrency: int
+) -> None:
+    """One round: one fetch per repository, then every Environment's status.
+
+    Each step runs in a worker thread, at most `concurrency` at once, so slow git or HTTP
+    never blocks the event loop and one slow source holds one slot, not the round.
+    """
+    limit = asyncio.Semaphore(concurrency)
+    moment = now()
+
+    async def bounded(what: str, call: Callable[[], _T]) -> _T | None:
+        async with limit:
+            try:
+                return await asyncio.to_thread(call)
+            except Exception:  # a bad look is reported next time; the loop must go on
+                log.exception("refreshing %s failed", what)
+                return None
+
+    envs = [env for body in bodies if (env := parse_or_report(ports, body, moment)) is not None]
+    reads: dict[tuple[str, str], OverlayRead] = {}
+    for found in await asyncio.gather(
+        *(
+            bounded(f"repository of {group[0].name}", partial(read_overlays, config, ports, group))
+            for group in group_by_repository(envs)
+        )
+    ):
+        reads.update(found or {})
+    await asyncio.gather(
+        *(
+            bounded(
+                f"Environment {env.namespace}/{env.name}",
+                partial(
+                    refresh_status,
+                    ports,
+                    env,
+                    reads.get((env.namespace, env.name), _UNREAD),
+                    moment,
+                ),
+            )
+            for env in envs
+        )
+    )

@@ -8,14 +8,12 @@ import pytest
 from gitcases import OVERLAY, PASSWORD
 
 from promotion_operator.domain.errors import PermanentError, PromotionError, Reason
-from promotion_operator.gitops import (
+from promotion_operator.domain.gitfailures import (
     GitAuthError,
     GitNotFoundError,
-    GitRepository,
     GitUnreachableError,
-    HTTPSAuth,
-    SSHAuth,
 )
+from promotion_operator.gitops import GitRepository, HTTPSAuth, SSHAuth
 from promotion_sandbox.gitserver import (
     HTTPGitServer,
     SSHGitServer,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import fcntl
 import os
 import subprocess
@@ -12,12 +13,8 @@ from pathlib import Path
 import pytest
 from gitcases import OVERLAY, SEED
 
-from promotion_operator.gitops import (
-    GitPushRejectedError,
-    GitRepository,
-    PushResult,
-    SSHAuth,
-)
+from promotion_operator.domain.gitfailures import GitPushRejectedError
+from promotion_operator.gitops import GitRepository, PushResult, Reader, SSHAuth
 from promotion_sandbox.gitserver import (
     branch_head,
     commit_files,
@@ -26,6 +23,14 @@ from promotion_sandbox.gitserver import (
 )
 
 pytestmark = pytest.mark.integration
+
+GIT_IDENTITY = {
+    **os.environ,
+    "GIT_AUTHOR_NAME": "ci",
+    "GIT_AUTHOR_EMAIL": "ci@example.invalid",
+    "GIT_COMMITTER_NAME": "ci",
+    "GIT_COMMITTER_EMAIL": "ci@example.invalid",
+}
 
 NEW_OVERLAY = SEED[OVERLAY].replace("v20250812-a1b2c3d", "v20250819-f3b8541")
 MESSAGE = (
@@ -38,9 +43,9 @@ MESSAGE = (
 TRAILERS = {"Promotion-UID": "0b6c2d7e-uid", "Promotion-Generation": "3"}
 
 
-def bump(worktree: Path) -> dict[str, str]:
+def bump(read: Reader) -> dict[str, str]:
     """The edit a promotion makes: move prod's newTag."""
-    text = (worktree / OVERLAY).read_text()
+    text = read(OVERLAY)
     return {OVERLAY: text.replace("v20250812-a1b2c3d", "v20250819-f3b8541")}
 
 
@@ -153,12 +158,32 @@ def test_find_commit_sees_the_remote_without_an_explicit_sync(
     assert ssh_repo.find_commit(TRAILERS) == theirs
 
 
-def test_find_commit_respects_max_count(ssh_repo: GitRepository, bare_repo: Path) -> None:
+def test_find_commit_has_no_window_and_honours_since(
+    ssh_repo: GitRepository, bare_repo: Path
+) -> None:
     ours = ssh_repo.commit_and_push(bump, MESSAGE).commit
-    for n in range(3):
-        commit_files(bare_repo, {"n.txt": f"{n}\n"}, message=f"later {n}")
-    assert ssh_repo.find_commit(TRAILERS, max_count=3) is None
-    assert ssh_repo.find_commit(TRAILERS, max_count=4) == ours
+    # 600 later commits: more than the old 500-commit window ever looked at
+    head = branch_head(bare_repo)
+    for n in range(600):
+        head = subprocess.run(
+            ["git", "commit-tree", f"{head}^{{tree}}", "-p", head, "-m", f"later {n}"],
+            cwd=bare_repo,
+            env=GIT_IDENTITY,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    subprocess.run(["git", "update-ref", "refs/heads/main", head], cwd=bare_repo, check=True)
+
+    assert ssh_repo.find_commit(TRAILERS) == ours
+    assert (
+        ssh_repo.find_commit(TRAILERS, since=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
+        == ours
+    )
+    assert (
+        ssh_repo.find_commit(TRAILERS, since=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
+        is None
+    )
 
 
 def test_a_concurrent_commit_is_kept_and_our_edit_reapplied(
@@ -166,12 +191,12 @@ def test_a_concurrent_commit_is_kept_and_our_edit_reapplied(
 ) -> None:
     seen_heads: list[str] = []
 
-    def edit_racing_with_ci(worktree: Path) -> Mapping[str, str]:
+    def edit_racing_with_ci(read: Reader) -> Mapping[str, str]:
         seen_heads.append(branch_head(bare_repo))
         if len(seen_heads) == 1:
             # CI pushes to the same branch after our fetch and before our push.
             commit_files(bare_repo, {"k8s/overlays/dev/kustomization.yaml": "dev\n"}, message="ci")
-        return bump(worktree)
+        return bump(read)
 
     result = ssh_repo.commit_and_push(edit_racing_with_ci, MESSAGE)
 
@@ -190,14 +215,13 @@ def test_if_the_race_already_made_our_change_nothing_is_committed(
 ) -> None:
     calls = 0
 
-    def edit(worktree: Path) -> Mapping[str, str] | None:
+    def edit(read: Reader) -> Mapping[str, str] | None:
         nonlocal calls
         calls += 1
         if calls == 1:
             commit_files(bare_repo, {OVERLAY: NEW_OVERLAY}, message="a human did it first")
-            return bump(worktree)
-        text = (worktree / OVERLAY).read_text()
-        return None if text == NEW_OVERLAY else bump(worktree)
+            return bump(read)
+        return None if read(OVERLAY) == NEW_OVERLAY else bump(read)
 
     result = ssh_repo.commit_and_push(edit, MESSAGE)
 
@@ -210,11 +234,11 @@ def test_a_branch_that_keeps_moving_gives_a_retryable_push_rejection(
 ) -> None:
     calls = 0
 
-    def edit_always_losing(worktree: Path) -> Mapping[str, str]:
+    def edit_always_losing(read: Reader) -> Mapping[str, str]:
         nonlocal calls
         calls += 1
         commit_files(bare_repo, {"busy.txt": f"{calls}\n"}, message=f"busy {calls}")
-        return bump(worktree)
+        return bump(read)
 
     with pytest.raises(GitPushRejectedError) as caught:
         ssh_repo.commit_and_push(edit_always_losing, MESSAGE, max_attempts=3)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from promotion_operator.registry import RegistryCredentials
+from promotion_operator.domain.images import RegistryCredentials
 from promotion_sandbox.registry import LocalRegistry
 
 USER = "ci-robot"

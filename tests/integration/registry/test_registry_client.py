@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from promotion_operator.domain.errors import PermanentError, PromotionError, Reason, RetryableError
-from promotion_operator.registry import RegistryClient, RegistryCredentials, parse_dockerconfigjson
+from promotion_operator.domain.images import RegistryCredentials, parse_dockerconfigjson
+from promotion_operator.registry import RegistryClient
 from promotion_sandbox.procs import free_port
 from promotion_sandbox.registry import LocalRegistry
 

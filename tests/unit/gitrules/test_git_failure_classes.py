@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from promotion_operator.domain.errors import Reason
-from promotion_operator.gitops import classify_git_failure
+from promotion_operator.domain.gitfailures import classify_git_failure
 
 SAMPLES = [
     (

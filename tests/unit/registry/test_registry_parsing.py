@@ -10,15 +10,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from promotion_operator.domain.errors import PermanentError, Reason
-from promotion_operator.registry import (
+from promotion_operator.domain.images import (
     DOCKER_HUB,
-    RegistryClient,
     RegistryCredentials,
     normalise_registry_host,
     parse_dockerconfigjson,
-    parse_www_authenticate,
     split_image,
 )
+from promotion_operator.registry import RegistryClient, parse_www_authenticate
 
 PASSWORD = "hunter2-Very$ecret"
 

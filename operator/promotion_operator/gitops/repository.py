@@ -1,0 +1,404 @@
+"""The promotion workflow over a persistent clone of one (url, branch): sync, read, commit, push.
+
+Never a fresh clone per promotion: the clone lives in the cache folder and every sync is a
+fetch of one branch and a hard reset. Failures come back as the domain's typed git errors
+(`domain.gitfailures`), redacted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from promotion_operator.domain.errors import PermanentError, PromotionError, Reason
+from promotion_operator.domain.gitfailures import GitPushRejectedError, git_failure
+from promotion_operator.domain.gitrules import (
+    confine_path,
+    has_trailers,
+    redact,
+    validate_branch,
+    validate_git_url,
+)
+from promotion_operator.gitops.credentials import GitAuth, HTTPSAuth, secrets_of
+from promotion_operator.gitops.locks import repository_lock
+from promotion_operator.gitops.runner import DEFAULT_AUTHOR, GitRunner, Result
+
+Reader = Callable[[str], str]
+"""Reads a repository-relative file of the freshly synced tree (confined to the clone)."""
+Edit = Callable[[Reader], Mapping[str, str] | None]
+"""Returns {repository-relative path: new full text}, or None/{} when nothing changes."""
+
+# Where the status refresh fetches the branch: a ref of its own, so it needs no lock.
+SNAPSHOT_REF = "refs/promotion-operator/snapshot"
+# A lockless fetch must not start maintenance that a promotion's git could trip over.
+_QUIET_FETCH = ("gc.auto=0", "maintenance.auto=false", "fetch.writeCommitGraph=false")
+# Record separators for `git log` output that no commit message can contain.
+_FIELD = "\x1f"
+_RECORD = "\x1e"
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """Outcome of commit_and_push: the pushed commit (None when nothing changed)."""
+
+    commit: str | None
+    attempts: int
+    changed: bool
+
+
+class GitRepository:
+    """A persistent clone of one (url, branch) in cache_dir; never a fresh clone per promotion."""
+
+    def __init__(
+        self,
+        url: str,
+        branch: str,
+        *,
+        cache_dir: Path,
+        auth: GitAuth = None,
+        allow_file: bool = False,
+        author: tuple[str, str] = DEFAULT_AUTHOR,
+        timeout: float = 60,
+        ca_bundle: Path | None = None,
+        secrets_dir: Path | None = None,
+    ) -> None:
+        """Validate the remote and credentials; touches neither the network nor the disk.
+
+        `allow_file` is the operator's local-use flag: it also allows `file://` and plain
+        `http://` remotes (loopback servers in tests and demos). `ca_bundle` adds a CA
+        certificate file trusted for https remotes (a private or self-signed server).
+        `secrets_dir` is where the SSH key and known_hosts are written for the length of
+        one network call (default: the system temporary folder).
+        """
+        validate_git_url(url, allow_file=allow_file)
+        validate_branch(branch)
+        if isinstance(auth, HTTPSAuth) and any(
+            ch in value for value in (auth.username, auth.password) for ch in "\r\n\x00"
+        ):
+            raise PermanentError(
+                Reason.SECRET_INVALID, "git username and password must be single lines"
+            )
+        self.url = url
+        self.branch = branch
+        self._runner = GitRunner(
+            url,
+            auth,
+            allow_file=allow_file,
+            timeout=timeout,
+            author=author,
+            ca_bundle=ca_bundle,
+            secrets_dir=secrets_dir,
+        )
+        self._cache_dir = cache_dir
+        key = hashlib.sha256(f"{url}\n{branch}".encode()).hexdigest()[:24]
+        self._clone_dir = cache_dir / key
+        self._lock_path = cache_dir / f"{key}.lock"
+        self._remote_ref = f"refs/remotes/origin/{branch}"
+        self._secrets = secrets_of(auth)
+
+    def __repr__(self) -> str:
+        return f"GitRepository({redact(self.url, ())!r}, {self.branch!r})"
+
+    @property
+    def worktree(self) -> Path:
+        """The clone's working tree (only meaningful after sync())."""
+        return self._clone_dir
+
+    # -- public operations --
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the per-(url, branch) lock: threads in this process and other processes.
+
+        Re-entrant in the holding thread, so `with repo.lock(): repo.sync(); ...` works.
+        """
+        with repository_lock(self.url, self.branch, self._lock_path):
+            yield
+
+    def sync(self) -> str:
+        """Clone on first use, else fetch; hard-reset the worktree to origin/<branch>.
+
+        Returns the head commit sha.
+        """
+        with self.lock():
+            return self._sync_locked()
+
+    def read_file(self, relative: str) -> str:
+        """Return a file of the synced worktree as text, exactly as stored.
+
+        The path must stay inside the clone after resolving symlinks; a missing file or a
+        path that escapes is a PermanentError(INVALID_OVERLAY).
+        """
+        with self.lock():
+            if not self._has_clone():
+                self._sync_locked()
+            path = self._confined(relative)
+            try:
+                return path.read_bytes().decode("utf-8")
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                raise PermanentError(
+                    Reason.INVALID_OVERLAY,
+                    f"{relative} is not a file on branch {self.branch} of {self._shown_url}",
+                ) from None
+            except UnicodeDecodeError:
+                raise PermanentError(
+                    Reason.INVALID_OVERLAY, f"{relative} is not UTF-8 text"
+                ) from None
+
+    def find_commit(
+        self,
+        trailers: Mapping[str, str],
+        *,
+        since: dt.datetime | None = None,
+        refresh: bool = True,
+    ) -> str | None:
+        """Return the newest commit on origin/<branch> whose trailers include all of these.
+
+        One `git log` over the whole history (or the commits made after `since`): git
+        selects the candidates that mention the first trailer anywhere, and only a trailer
+        block that holds every pair counts, so a reason quoting a trailer forges nothing.
+        With `refresh` (the default) it fetches first, so the answer reflects the remote.
+        """
+        if not trailers:
+            raise ValueError("find_commit needs at least one trailer")
+        key, value = next(iter(trailers.items()))
+        args = [
+            "log",
+            f"--format=%H{_FIELD}%B{_RECORD}",
+            "--fixed-strings",
+            f"--grep={key}: {value}",
+        ]
+        if since is not None:
+            args.append(f"--since={since.astimezone(dt.UTC).isoformat()}")
+        with self.lock():
+            if refresh or not self._has_clone():
+                self._fetch_or_clone()
+            out = self._git_raw(*args, self._remote_ref, "--")
+        for record in out.split(_RECORD):
+            sha, _, message = record.strip("\n").partition(_FIELD)
+            if sha and has_trailers(message, trailers):
+                return sha
+        return None
+
+    def commit_and_push(
+        self,
+        edit: Edit,
+        message: str,
+        *,
+        max_attempts: int = 5,
+        before_push: Callable[[], None] | None = None,
+        synced: bool = False,
+    ) -> PushResult:
+        """Apply `edit` to a fresh worktree, commit and push; re-apply on a moved branch.
+
+        `edit(read)` gets a reader of the fresh tree and returns {repository-relative path:
+        new full text}, or None/{} when nothing needs to change. When the push is rejected
+        as non-fast-forward, the clone is reset to the new remote head and `edit` runs again
+        on that tree, so a concurrent commit is kept and our change lands on top of it.
+        After `max_attempts` rejections: GitPushRejectedError (retryable). `before_push`
+        runs between commit and push (the crash-safety tests stop the process there), and
+        may raise to abandon the push. `synced`: the caller holds the lock and has just
+        synced, so the first attempt skips its own fetch.
+        """
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        # Defence in depth: the caller builds the message, but a credential must never land
+        # in the repository's history even if one slipped into a reason text.
+        message = redact(message, self._secrets)
+        with self.lock():
+            for attempt in range(1, max_attempts + 1):
+                if attempt > 1 or not synced:
+                    self._sync_locked()
+                changes = edit(self.read_file)
+                if not changes:
+                    return PushResult(None, attempt, False)
+                for relative, text in changes.items():
+                    path = self._confined(relative)
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_bytes(text.encode("utf-8"))
+                self._git("add", "--all", "--", ".")
+                if self._run(["diff", "--cached", "--quiet"]).ok:
+                    return PushResult(None, attempt, False)  # edit rewrote identical text
+                # whitespace cleanup keeps lines starting with '#' (a reason may have them).
+                self._git("commit", "--no-verify", "--quiet", "--cleanup=whitespace", "-m", message)
+                commit = self._git("rev-parse", "HEAD")
+                if before_push is not None:
+                    before_push()
+                if self._push():
+                    return PushResult(commit, attempt, True)
+        raise GitPushRejectedError(
+            f"push to branch {self.branch} of {self._shown_url} was rejected as "
+            f"non-fast-forward {max_attempts} times in a row: the branch keeps moving"
+        )
+
+    def snapshot(self) -> str:
+        """Fetch the remote branch into a ref of its own and return its head commit.
+
+        Takes no lock (beyond the first clone): the status refresh reads overlays from this
+        commit while a promotion holds the lock and works in the worktree. Git keeps
+        concurrent fetches into different refs safe; this one writes no FETCH_HEAD and
+        starts no maintenance.
+        """
+        if not self._has_clone():
+            with self.lock():
+                if not self._has_clone():
+                    self._fetch_or_clone()
+        refspec = f"+refs/heads/{self.branch}:{SNAPSHOT_REF}"
+        result = self._runner.run(
+            ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "origin", refspec],
+            cwd=self._clone_dir,
+            network=True,
+            config=_QUIET_FETCH,
+        )
+        if not result.ok:
+            raise self._error("git fetch from", result)
+        return self._git("rev-parse", "--verify", f"{SNAPSHOT_REF}^{{commit}}")
+
+    def read_many(self, commit: str, paths: Sequence[str]) -> dict[str, str | None]:
+        """Files at a commit, all in one git process; None for a path that is no file.
+
+        Reads the object database only (no worktree, no lock). A file that is not UTF-8
+        is an INVALID_OVERLAY error for the caller to report, not a crash.
+        """
+        for relative in paths:
+            confine_path(self._clone_dir, relative)
+        if not paths:
+            return {}
+        request = "".join(f"{commit}:{relative}\n" for relative in paths).encode()
+        result = self._run(["cat-file", "--batch"], stdin=request)
+        if not result.ok:
+            raise self._error("git cat-file in the clone of", result)
+        found: dict[str, str | None] = {}
+        data, at = result.raw, 0
+        for relative in paths:
+            end = data.index(b"\n", at)
+            header = data[at:end].split()
+            at = end + 1
+            if len(header) != 3 or header[1] != b"blob":
+                found[relative] = None
+                if len(header) == 3:  # a tree or other object: skip its content
+                    at += int(header[2]) + 1
+                continue
+            size = int(header[2])
+            found[relative] = data[at : at + size].decode("utf-8", "replace")
+            at += size + 1
+        return found
+
+    def file_at(self, revision: str, relative: str) -> str | None:
+        """Return a file's text at a commit of the clone, or None if it has no such file."""
+        confine_path(self._clone_dir, relative)
+        if revision.startswith("-"):
+            return None
+        with self.lock():
+            result = self._run(["cat-file", "blob", f"{revision}:{relative}"])
+        return result.out if result.ok else None
+
+    # -- internals --
+
+    @property
+    def _shown_url(self) -> str:
+        return redact(self.url, self._secrets)
+
+    def _has_clone(self) -> bool:
+        return (self._clone_dir / ".git" / "HEAD").is_file()
+
+    def _sync_locked(self) -> str:
+        self._fetch_or_clone()
+        # checkout -B also repairs a detached or renamed HEAD; clean drops files a failed
+        # edit may have left, so every edit starts from exactly the remote tree.
+        self._git(
+            "checkout", "--quiet", "--force", "--no-track", "-B", self.branch, self._remote_ref
+        )
+        self._git("clean", "-ffdx", "--quiet")
+        return self._git("rev-parse", "HEAD")
+
+    def _fetch_or_clone(self) -> None:
+        if self._has_clone():
+            refspec = f"+refs/heads/{self.branch}:{self._remote_ref}"
+            self._network("fetch", "--quiet", "--prune", "--no-tags", "origin", refspec)
+            return
+        self._cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Clone into a scratch folder and rename, so a crash never leaves a half clone
+        # where the next sync would trust it.
+        for leftover in self._cache_dir.glob(f"{self._clone_dir.name}.partial-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        if self._clone_dir.exists():
+            shutil.rmtree(self._clone_dir)
+        scratch = Path(
+            tempfile.mkdtemp(prefix=f"{self._clone_dir.name}.partial-", dir=self._cache_dir)
+        )
+        try:
+            self._network(
+                "clone",
+                "--quiet",
+                "--no-tags",
+                "--single-branch",
+                f"--branch={self.branch}",
+                "--",
+                self.url,
+                str(scratch),
+                cwd=self._cache_dir,
+            )
+            scratch.rename(self._clone_dir)
+        finally:
+            if scratch.exists():
+                shutil.rmtree(scratch, ignore_errors=True)
+
+    def _push(self) -> bool:
+        """Push HEAD to the branch: True when accepted, False on a non-fast-forward."""
+        result = self._runner.run(
+            ["push", "--porcelain", "--", "origin", f"HEAD:refs/heads/{self.branch}"],
+            cwd=self._clone_dir,
+            network=True,
+        )
+        if result.ok:
+            return True
+        both = result.output
+        rejected = re.search(r"\[rejected\]|non-fast-forward|fetch first", both)
+        if rejected and "[remote rejected]" not in both:
+            return False
+        raise self._error("push to", result)
+
+    def _confined(self, relative: str) -> Path:
+        """Resolve a repository-relative path; symlinks must not lead out of the clone."""
+        candidate = confine_path(self._clone_dir, relative)
+        root = self._clone_dir.resolve()
+        resolved = candidate.resolve()
+        inside = resolved.is_relative_to(root) and resolved != root
+        if not inside or resolved.is_relative_to(root / ".git"):
+            raise PermanentError(
+                Reason.INVALID_OVERLAY,
+                f"path {relative!r} leads outside the repository (through a symlink); "
+                "files must live inside the repository",
+            )
+        return resolved
+
+    def _run(self, args: list[str], stdin: bytes | None = None) -> Result:
+        return self._runner.run(args, cwd=self._clone_dir, network=False, stdin=stdin)
+
+    def _git_raw(self, *args: str) -> str:
+        """Run a local git command in the clone; return stdout as it is."""
+        result = self._run(list(args))
+        if not result.ok:
+            raise self._error(f"git {args[0]} in the clone of", result)
+        return result.out
+
+    def _git(self, *args: str) -> str:
+        """Run a local git command in the clone; return stdout, stripped."""
+        return self._git_raw(*args).strip()
+
+    def _network(self, *args: str, cwd: Path | None = None) -> None:
+        result = self._runner.run(list(args), cwd=cwd or self._clone_dir, network=True)
+        if not result.ok:
+            raise self._error(f"git {args[0]} from", result)
+
+    def _error(self, operation: str, result: Result) -> PromotionError:
+        """Sort a failed git command into a typed, redacted error."""
+        return git_failure(operation, self._shown_url, self.branch, result.output, self._secrets)

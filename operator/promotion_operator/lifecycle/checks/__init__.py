@@ -1,0 +1,79 @@
+"""Verification checks: one small object per file, run in order by `verify`.
+
+To add a check: write a `Check` subclass in its own file (see `soak.py`) and add one
+instance to `CHECKS`. Order matters only through `needs`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from promotion_operator.domain.errors import CheckName, PromotionError, Reason, RetryableError
+from promotion_operator.domain.models import Check as CheckRecord
+from promotion_operator.domain.models import CheckState
+from promotion_operator.lifecycle.checks.base import Check, CheckContext, Outcome
+from promotion_operator.lifecycle.checks.soak import Soak
+from promotion_operator.lifecycle.checks.tag_exists import TagExists
+from promotion_operator.lifecycle.checks.upstream_healthy import UpstreamHealthy
+from promotion_operator.lifecycle.checks.upstream_version import UpstreamVersion
+from promotion_operator.lifecycle.checks.version_pattern import VersionPattern
+
+CHECKS: tuple[Check, ...] = (
+    VersionPattern(),
+    TagExists(),
+    UpstreamHealthy(),
+    UpstreamVersion(),
+    Soak(),
+)
+
+__all__ = ["CHECKS", "Check", "CheckContext", "Outcome", "Verification", "verify"]
+
+
+@dataclass(frozen=True)
+class Verification:
+    """One round of checks: what is not true yet, and when to look again."""
+
+    waiting: RetryableError | None  # the first check that is not true yet
+    retry_after: float | None = None
+
+
+def verify(
+    ctx: CheckContext, records: list[CheckRecord], checks: Sequence[Check] = CHECKS
+) -> Verification:
+    """Run each applicable check once, appending to `records` as they go.
+
+    A check runs only when every check it `needs` passed in this round. The first failed
+    outcome raises its PermanentError (its record is already on `records`, so status
+    shows it); waiting outcomes are collected and the first one is returned.
+    """
+    passed: set[CheckName] = set()
+    waiting: RetryableError | None = None
+    retry_after: float | None = None
+    for check in checks:
+        if not check.applies(ctx) or not passed.issuperset(check.needs):
+            continue
+        try:
+            outcomes = check.run(ctx)
+        except PromotionError as error:
+            target = check.target(ctx)
+            outcomes = [
+                Outcome.waiting(target, error)
+                if isinstance(error, RetryableError)
+                else Outcome.failed(target, error)
+            ]
+        records.extend(outcome.record(check.name) for outcome in outcomes)
+        for outcome in outcomes:
+            if outcome.state == CheckState.FAILED:
+                raise outcome.error()
+        pending = [o for o in outcomes if o.state == CheckState.WAITING]
+        if not pending:
+            passed.add(check.name)
+            continue
+        if waiting is None:
+            waiting = RetryableError(pending[0].reason or Reason.VERIFYING, pending[0].message)
+        delays = [o.retry_after for o in pending if o.retry_after is not None]
+        if retry_after is not None:
+            delays.append(retry_after)
+        retry_after = min(delays, default=None)
+    return Verification(waiting, retry_after)

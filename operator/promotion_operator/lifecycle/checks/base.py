@@ -1,0 +1,157 @@
+"""The check interface: a name, what it needs, a target, and `run` -> outcomes.
+
+A check reads what it needs through the `CheckContext` (the Promotion, its Environment,
+the ports, the moment, and shared look-ups such as the upstream observation, made once
+per round) and returns one `Outcome` per target: passed, waiting (not true yet: retried
+until the timeout) or failed (can never become true as specified).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from dataclasses import dataclass
+from typing import ClassVar
+
+from promotion_operator.domain.errors import (
+    CheckName,
+    PermanentError,
+    PromotionError,
+    Reason,
+    RetryableError,
+)
+from promotion_operator.domain.models import Check as CheckRecord
+from promotion_operator.domain.models import CheckState
+from promotion_operator.health import Observation
+from promotion_operator.lifecycle.config import OperatorConfig
+from promotion_operator.lifecycle.credentials import registry_credentials
+from promotion_operator.lifecycle.objects import Environment, Promotion, load_environment
+from promotion_operator.lifecycle.observe import observe
+from promotion_operator.lifecycle.ports import Ports, TagChecker
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one check found about one target."""
+
+    target: str
+    state: CheckState
+    message: str = ""
+    reason: Reason | None = None
+    retry_after: float | None = None  # seconds until it may be true (a soak's remainder)
+
+    @classmethod
+    def passed(cls, target: str, message: str = "") -> Outcome:
+        """The target is fine."""
+        return cls(target, CheckState.PASSED, message)
+
+    @classmethod
+    def waiting(
+        cls, target: str, error: RetryableError, retry_after: float | None = None
+    ) -> Outcome:
+        """Not true yet; `error` says what is awaited."""
+        return cls(target, CheckState.WAITING, error.message, error.reason, retry_after)
+
+    @classmethod
+    def failed(cls, target: str, error: PromotionError) -> Outcome:
+        """Can never become true as specified; `error` says what to fix."""
+        return cls(target, CheckState.FAILED, error.message, error.reason)
+
+    def record(self, name: CheckName) -> CheckRecord:
+        """The entry this outcome becomes in `status.checks`."""
+        return CheckRecord(
+            name=name,
+            target=self.target,
+            status=self.state,
+            message=self.message,
+            reason=self.reason,
+        )
+
+    def error(self) -> PermanentError:
+        """The permanent error a failed outcome stands for."""
+        return PermanentError(self.reason or Reason.INVALID_SPEC, self.message)
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """The upstream Environment and what it runs now, as one look saw it."""
+
+    env: Environment
+    observation: Observation
+
+
+class CheckContext:
+    """What a check may read; shared look-ups happen once per verification round."""
+
+    def __init__(
+        self,
+        config: OperatorConfig,
+        ports: Ports,
+        promotion: Promotion,
+        env: Environment,
+        moment: dt.datetime,
+    ) -> None:
+        self.config = config
+        self.ports = ports
+        self.promotion = promotion
+        self.env = env
+        self.moment = moment
+
+    @property
+    def version(self) -> str:
+        """The version being promoted."""
+        return self.promotion.spec.version
+
+    @functools.cached_property
+    def registry(self) -> TagChecker:
+        """A registry client with the Environment's credentials."""
+        access = self.env.spec.registry
+        return self.ports.registry(
+            registry_credentials(self.ports.cluster, self.env),
+            insecure=access.insecure if access else False,
+        )
+
+    @functools.cached_property
+    def upstream(self) -> Upstream:
+        """The upstream, observed for the images this Environment pins.
+
+        A missing upstream, or one that cannot be observed, is a permanent error.
+        """
+        name = self.env.spec.upstream or ""
+        try:
+            upstream = load_environment(self.ports.cluster, self.env.namespace, name)
+        except PermanentError as error:
+            raise PermanentError(
+                Reason.ENVIRONMENT_NOT_FOUND,
+                f"upstream Environment {name!r} of {self.env.name} not found in namespace "
+                f"{self.env.namespace!r}",
+            ) from error
+        if upstream.spec.health is None:
+            raise PermanentError(
+                Reason.UPSTREAM_HAS_NO_HEALTH,
+                f"upstream Environment {name!r} has no spec.health: an Environment that "
+                "cannot be observed cannot prove a version",
+            )
+        # prove the images this environment pins, whatever else upstream runs
+        observation = observe(self.ports.cluster, upstream, self.env.spec.image_names())
+        return Upstream(upstream, observation)
+
+
+class Check:
+    """One verification step. Subclasses set `name` (and `needs`) and implement `run`."""
+
+    name: ClassVar[CheckName]
+    needs: ClassVar[tuple[CheckName, ...]] = ()
+    """Checks that must have passed in this round before this one runs."""
+
+    def applies(self, ctx: CheckContext) -> bool:
+        """Whether this check is part of this Promotion's verification."""
+        return True
+
+    def target(self, ctx: CheckContext) -> str:
+        """What the check is about, for a failure raised before any outcome."""
+        return ctx.version
+
+    def run(self, ctx: CheckContext) -> list[Outcome]:
+        """Check, returning one outcome per target; may raise a PromotionError."""
+        raise NotImplementedError

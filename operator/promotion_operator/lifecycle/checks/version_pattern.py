@@ -1,0 +1,30 @@
+"""VersionPattern: the version matches the Environment's versionPattern."""
+
+from __future__ import annotations
+
+import re
+
+from promotion_operator.domain.errors import CheckName, PermanentError, Reason
+from promotion_operator.lifecycle.checks.base import Check, CheckContext, Outcome
+
+
+class VersionPattern(Check):
+    """A version outside the pattern can never be promoted to this Environment."""
+
+    name = CheckName.VERSION_PATTERN
+
+    def run(self, ctx: CheckContext) -> list[Outcome]:
+        """Passed when the pattern matches the version; failed otherwise."""
+        pattern = ctx.env.spec.version_pattern
+        if re.search(pattern, ctx.version):
+            return [Outcome.passed(ctx.version)]
+        return [
+            Outcome.failed(
+                ctx.version,
+                PermanentError(
+                    Reason.VERSION_MISMATCH_PATTERN,
+                    f"version {ctx.version!r} does not match Environment {ctx.env.name}'s "
+                    f"versionPattern {pattern!r}",
+                ),
+            )
+        ]

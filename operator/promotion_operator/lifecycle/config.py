@@ -1,0 +1,26 @@
+"""The operator's process-wide settings, from the command line."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_CACHE_DIR = "/var/cache/promotion-operator"
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    """Process-wide settings, from the command line."""
+
+    cache_dir: Path = field(
+        default_factory=lambda: Path(
+            os.environ.get("PROMOTION_OPERATOR_CACHE_DIR", DEFAULT_CACHE_DIR)
+        )
+    )
+    allow_file_urls: bool = False
+    backoff_initial: float = 2.0
+    backoff_max: float = 60.0
+    environment_refresh: float = 30.0
+    git_timeout: float = 60.0
+    keep_finished: int = 0  # finished Promotions kept per Environment; 0 keeps all

@@ -1,0 +1,130 @@
+"""What the lifecycle needs from the outside world, as small protocols handed in.
+
+The state machine never constructs a client: it gets a `Ports` with the cluster and
+factories for registry clients and repositories. `live_ports` wires the real adapters;
+unit tests hand in fakes of these same protocols.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Protocol
+
+from promotion_operator.domain.gitrules import validate_git_url
+from promotion_operator.domain.images import RegistryCredentials
+from promotion_operator.gitops import Edit, GitAuth, GitRepository, PushResult
+from promotion_operator.k8s import ClusterAPI
+from promotion_operator.lifecycle.config import OperatorConfig
+from promotion_operator.lifecycle.credentials import git_auth
+from promotion_operator.lifecycle.objects import Environment
+from promotion_operator.registry import RegistryClient
+
+
+class TagChecker(Protocol):
+    """Answers whether an image tag exists (the registry adapter)."""
+
+    def check_tag(self, image: str, tag: str) -> str:
+        """Return the tag's digest; raise a PromotionError when it is missing or unknown."""
+        ...
+
+
+class Repository(Protocol):
+    """The git workflow the lifecycle uses (the gitops adapter)."""
+
+    def lock(self) -> AbstractContextManager[None]:
+        """Hold the repository's lock."""
+        ...
+
+    def sync(self) -> str:
+        """Fetch and reset to the remote branch; return the head commit."""
+        ...
+
+    def read_file(self, relative: str) -> str:
+        """Return a file of the synced tree."""
+        ...
+
+    def find_commit(
+        self,
+        trailers: Mapping[str, str],
+        *,
+        since: dt.datetime | None = None,
+        refresh: bool = True,
+    ) -> str | None:
+        """Return the newest remote commit carrying all these trailers."""
+        ...
+
+    def commit_and_push(
+        self,
+        edit: Edit,
+        message: str,
+        *,
+        max_attempts: int = 5,
+        before_push: Callable[[], None] | None = None,
+        synced: bool = False,
+    ) -> PushResult:
+        """Edit, commit and push, re-applying the edit on a moved branch."""
+        ...
+
+    def file_at(self, revision: str, relative: str) -> str | None:
+        """Return a file's text at a commit, or None."""
+        ...
+
+    def snapshot(self) -> str:
+        """Fetch the remote branch without the lock; return its head commit."""
+        ...
+
+    def read_many(self, commit: str, paths: Sequence[str]) -> dict[str, str | None]:
+        """Files at a commit (None for a path that is no file)."""
+        ...
+
+
+class RegistryFactory(Protocol):
+    """Builds a tag checker for one Environment's registry settings."""
+
+    def __call__(
+        self, credentials: Mapping[str, RegistryCredentials], *, insecure: bool
+    ) -> TagChecker:
+        """Return a tag checker using these credentials."""
+        ...
+
+
+RepositoryFactory = Callable[[str, str, GitAuth], Repository]
+"""Builds the repository of (url, branch) with these credentials."""
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Everything the lifecycle talks to."""
+
+    cluster: ClusterAPI
+    registry: RegistryFactory
+    repository: RepositoryFactory
+
+
+def live_ports(config: OperatorConfig, cluster: ClusterAPI) -> Ports:
+    """The real adapters: the API server, the registry over HTTP, git over the network."""
+
+    def registry(credentials: Mapping[str, RegistryCredentials], *, insecure: bool) -> TagChecker:
+        return RegistryClient(credentials, insecure=insecure)
+
+    def repository(url: str, branch: str, auth: GitAuth) -> Repository:
+        return GitRepository(
+            url,
+            branch,
+            cache_dir=config.cache_dir / "git",
+            auth=auth,
+            allow_file=config.allow_file_urls,
+            timeout=config.git_timeout,
+        )
+
+    return Ports(cluster=cluster, registry=registry, repository=repository)
+
+
+def open_repository(config: OperatorConfig, ports: Ports, env: Environment) -> Repository:
+    """The Environment's repository; the URL is checked before any Secret is read."""
+    validate_git_url(env.spec.git.url, allow_file=config.allow_file_urls)
+    auth = git_auth(ports.cluster, env)
+    return ports.repository(env.spec.git.url, env.spec.git.branch, auth)

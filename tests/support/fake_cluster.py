@@ -1,0 +1,287 @@
+"""In-memory fakes of the lifecycle's own ports: the cluster, the registry, the repository.
+
+They implement the protocols in `promotion_operator.k8s.ClusterAPI` and
+`promotion_operator.lifecycle.ports`, nothing more, so the state machine can be driven
+through every transition in milliseconds. The e2e tier proves the same paths on the real
+API server, registry and git remote.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import datetime as dt
+import hashlib
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from promotion_operator.domain.errors import PermanentError, PromotionError, Reason, RetryableError
+from promotion_operator.domain.gitrules import has_trailers
+from promotion_operator.domain.images import RegistryCredentials
+from promotion_operator.gitops import Edit, GitAuth, PushResult
+from promotion_operator.k8s import NotFoundError, Object
+from promotion_operator.lifecycle.ports import Ports, Repository, TagChecker
+
+Key = tuple[str, str]
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch, as the API server applies `.status` patches."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+@dataclass
+class Event:
+    """An Event the lifecycle posted."""
+
+    name: str
+    reason: str
+    message: str
+    warning: bool
+
+
+@dataclass
+class FakeCluster:
+    """The cluster as plain dictionaries keyed by (namespace, name)."""
+
+    environments: dict[Key, Object] = field(default_factory=dict)
+    promotions: dict[Key, Object] = field(default_factory=dict)
+    secrets: dict[Key, dict[str, bytes]] = field(default_factory=dict)
+    applications: dict[Key, Object] = field(default_factory=dict)
+    deployments: dict[str, list[Object]] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+    status_writes: int = 0
+    refreshes: list[Key] = field(default_factory=list)
+    fail_reads_with: PromotionError | None = None
+
+    def get_environment(self, namespace: str, name: str) -> Object:
+        """Return a copy of the stored Environment."""
+        self._maybe_fail()
+        return copy.deepcopy(self._get(self.environments, namespace, name))
+
+    def list_promotions(self, namespace: str, environment: str) -> list[Object]:
+        """Return the Promotions of one Environment (as the field selector would)."""
+        self._maybe_fail()
+        return [
+            copy.deepcopy(obj)
+            for (ns, _), obj in self.promotions.items()
+            if ns == namespace and (obj.get("spec") or {}).get("environment") == environment
+        ]
+
+    def patch_status(self, plural: str, namespace: str, name: str, status: Object) -> None:
+        """Merge-patch the stored object's status."""
+        store = self.promotions if plural == "promotions" else self.environments
+        obj = self._get(store, namespace, name)
+        obj["status"] = merge_patch(obj.get("status") or {}, status)
+        self.status_writes += 1
+
+    def delete_promotion(self, namespace: str, name: str, uid: str) -> None:
+        """Delete a Promotion if it still has this uid."""
+        obj = self._get(self.promotions, namespace, name)
+        if obj["metadata"]["uid"] == uid:
+            del self.promotions[(namespace, name)]
+
+    def get_secret_data(self, namespace: str, name: str) -> dict[str, bytes]:
+        """Return a Secret's data."""
+        return dict(self._get(self.secrets, namespace, name))
+
+    def get_argocd_application(self, namespace: str, name: str) -> Object:
+        """Return an Argo CD Application."""
+        return copy.deepcopy(self._get(self.applications, namespace, name))
+
+    def list_deployments(self, namespace: str, selector: str | None) -> list[Object]:
+        """Return the Deployments of a namespace (selectors are not modelled)."""
+        return copy.deepcopy(self.deployments.get(namespace, []))
+
+    def refresh_argocd_application(self, namespace: str, name: str) -> None:
+        """Remember the refresh request, as Argo CD's annotation would."""
+        self._get(self.applications, namespace, name)
+        self.refreshes.append((namespace, name))
+
+    def post_event(self, obj: Object, *, reason: str, message: str, warning: bool = False) -> None:
+        """Remember the Event."""
+        self.events.append(Event(obj["metadata"]["name"], reason, message, warning))
+
+    def promotion(self, namespace: str, name: str) -> Object:
+        """The stored Promotion, for assertions and the next round."""
+        return copy.deepcopy(self._get(self.promotions, namespace, name))
+
+    def _maybe_fail(self) -> None:
+        if self.fail_reads_with is not None:
+            raise self.fail_reads_with
+
+    @staticmethod
+    def _get(store: Mapping[Key, Any], namespace: str, name: str) -> Any:
+        try:
+            return store[(namespace, name)]
+        except KeyError:
+            raise NotFoundError(f"{namespace}/{name}") from None
+
+
+@dataclass
+class FakeRegistry:
+    """Tags that exist, per image; an error to raise instead, per image."""
+
+    tags: dict[str, set[str]] = field(default_factory=dict)
+    errors: dict[str, PromotionError] = field(default_factory=dict)
+    calls: int = 0
+    seen_credentials: list[Mapping[str, RegistryCredentials]] = field(default_factory=list)
+
+    def check_tag(self, image: str, tag: str) -> str:
+        """Return a digest for an existing tag; raise like the real client otherwise."""
+        self.calls += 1
+        if image in self.errors:
+            raise self.errors[image]
+        if tag in self.tags.get(image, set()):
+            return "sha256:" + hashlib.sha256(f"{image}:{tag}".encode()).hexdigest()
+        raise RetryableError(Reason.TAG_MISSING, f"tag {tag} of {image} not found")
+
+    def factory(
+        self, credentials: Mapping[str, RegistryCredentials], *, insecure: bool
+    ) -> TagChecker:
+        """The `RegistryFactory` port: every client is this registry."""
+        del insecure
+        self.seen_credentials.append(credentials)
+        return self
+
+
+@dataclass(frozen=True)
+class Commit:
+    """One commit of the fake remote."""
+
+    sha: str
+    parent: str | None
+    message: str
+    files: dict[str, str]
+    when: dt.datetime
+
+
+@dataclass
+class FakeRepository:
+    """A remote branch as a list of commits; pushes land at once unless told otherwise."""
+
+    files: dict[str, str] = field(default_factory=dict)
+    commits: list[Commit] = field(default_factory=list)
+    push_errors: list[PromotionError] = field(default_factory=list)
+    before_each_push: Callable[[], None] | None = None
+    snapshots: int = 0
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+
+    def __post_init__(self) -> None:
+        if not self.commits:
+            self._add("seed", dict(self.files))
+
+    @property
+    def head(self) -> Commit:
+        """The newest commit."""
+        return self.commits[-1]
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the repository's lock."""
+        with self._lock:
+            yield
+
+    def sync(self) -> str:
+        """Nothing to fetch: the fake is its own remote."""
+        return self.head.sha
+
+    def read_file(self, relative: str) -> str:
+        """Return a file at the head, or fail as the real one does."""
+        try:
+            return self.head.files[relative]
+        except KeyError:
+            raise PermanentError(
+                Reason.INVALID_OVERLAY, f"{relative} is not a file on the branch"
+            ) from None
+
+    def find_commit(
+        self,
+        trailers: Mapping[str, str],
+        *,
+        since: dt.datetime | None = None,
+        refresh: bool = True,
+    ) -> str | None:
+        """The newest commit whose trailers hold all of these."""
+        del refresh
+        for commit in reversed(self.commits):
+            if since is not None and commit.when < since:
+                continue
+            if has_trailers(commit.message, trailers):
+                return commit.sha
+        return None
+
+    def commit_and_push(
+        self,
+        edit: Edit,
+        message: str,
+        *,
+        max_attempts: int = 5,
+        before_push: Callable[[], None] | None = None,
+        synced: bool = False,
+    ) -> PushResult:
+        """Apply the edit to the head and push it (or raise the next queued push error)."""
+        del max_attempts, synced
+        changes = edit(self.read_file)
+        if not changes:
+            return PushResult(None, 1, False)
+        files = {**self.head.files, **changes}
+        if files == self.head.files:
+            return PushResult(None, 1, False)
+        if self.before_each_push is not None:
+            self.before_each_push()  # the world moves first: another request, CI, a human
+        if before_push is not None:
+            before_push()
+        if self.push_errors:
+            raise self.push_errors.pop(0)
+        return PushResult(self._add(message, files).sha, 1, True)
+
+    def file_at(self, revision: str, relative: str) -> str | None:
+        """A file at a commit (`<sha>^` names its parent)."""
+        sha, parent = (revision[:-1], True) if revision.endswith("^") else (revision, False)
+        commit = next((c for c in self.commits if c.sha == sha), None)
+        if commit is not None and parent:
+            commit = next((c for c in self.commits if c.sha == commit.parent), None)
+        return None if commit is None else commit.files.get(relative)
+
+    def snapshot(self) -> str:
+        """The head, as a lockless fetch would see it."""
+        self.snapshots += 1
+        return self.head.sha
+
+    def read_many(self, commit: str, paths: Sequence[str]) -> dict[str, str | None]:
+        """Files at a commit."""
+        return {path: self.file_at(commit, path) for path in paths}
+
+    def commit(self, files: Mapping[str, str], message: str = "someone else") -> str:
+        """Commit as someone else (a human, CI, another replica)."""
+        return self._add(message, {**self.head.files, **files}).sha
+
+    def _add(self, message: str, files: dict[str, str]) -> Commit:
+        parent = self.commits[-1].sha if self.commits else None
+        sha = hashlib.sha1(  # noqa: S324 - a fake commit id, not security
+            f"{parent}{message}{sorted(files.items())}{len(self.commits)}".encode()
+        ).hexdigest()
+        commit = Commit(sha, parent, message, files, dt.datetime.now(dt.UTC))
+        self.commits.append(commit)
+        return commit
+
+    def factory(self, url: str, branch: str, auth: GitAuth) -> Repository:
+        """The `RepositoryFactory` port: every repository is this one."""
+        del url, branch, auth
+        return self
+
+
+def fake_ports(cluster: FakeCluster, registry: FakeRegistry, repository: FakeRepository) -> Ports:
+    """Ports wired to the fakes."""
+    return Ports(cluster=cluster, registry=registry.factory, repository=repository.factory)
