@@ -81,8 +81,11 @@ def requested_by_policy(kube: Kube) -> Iterator[str]:
 
 
 def stamped_by(kube: Kube, obj: dict[str, Any], user: str) -> str | None:
-    """What the API server stores as requested-by when `user` creates `obj` (dry run)."""
-    out = kube.kubectl(
+    """What the API server stores as requested-by when `user` creates `obj` (dry run).
+
+    None also while the API server does not serve the kind yet (just after the CRDs).
+    """
+    created = kube.kubectl(
         "create",
         "--dry-run=server",
         "-o",
@@ -92,8 +95,11 @@ def stamped_by(kube: Kube, obj: dict[str, Any], user: str) -> str | None:
         f"--as={user}",
         "--as-group=system:masters",
         input_text=json.dumps(obj),
-    ).stdout
-    annotations = json.loads(out)["metadata"].get("annotations") or {}
+        check=False,
+    )
+    if created.returncode != 0:
+        return None
+    annotations = json.loads(created.stdout)["metadata"].get("annotations") or {}
     value = annotations.get("promotion.gitops.dev/requested-by")
     return str(value) if value is not None else None
 
