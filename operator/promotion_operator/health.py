@@ -7,10 +7,12 @@ the HTTP source does its own request.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from promotion_operator.domain.images import pinned_version, split_reference, tags_of
 from promotion_operator.domain.models import HealthStatus, HTTPHealth
@@ -177,11 +179,13 @@ def observe_http(spec: HTTPHealth, images: Sequence[str], *, timeout: float = 5.
 
     The URL is a tenant's, so the request is bounded: `timeout` seconds for the whole call
     (connect, headers, body), at most MAX_HEALTH_BODY bytes of body, and no redirect is
-    followed (a 3xx other than the expected status is Unknown, saying so). Never raises.
+    followed (a 3xx other than the expected status is Unknown, saying so). A `user:pass@`
+    in the URL is sent as Basic auth to that URL only and never shown. Never raises.
     """
-    where = f"GET {spec.url}"
+    url, headers = _split_userinfo(spec.url)
+    where = f"GET {url}"
     try:
-        reply = fetch("GET", spec.url, deadline=timeout, max_body=MAX_HEALTH_BODY)
+        reply = fetch("GET", url, headers=headers, deadline=timeout, max_body=MAX_HEALTH_BODY)
     except BodyTooLargeError:
         return Observation(
             HealthStatus.UNKNOWN,
@@ -213,3 +217,13 @@ def observe_http(spec: HTTPHealth, images: Sequence[str], *, timeout: float = 5.
             message=f"{where}: no string field {spec.version_field} in the body",
         )
     return Observation(HealthStatus.HEALTHY, dict.fromkeys(images, version))
+
+
+def _split_userinfo(url: str) -> tuple[str, dict[str, str]]:
+    """The URL without `user:pass@`, and the Authorization header it stood for."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return url, {}
+    bare = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    user_pass = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+    return bare, {"Authorization": "Basic " + base64.b64encode(user_pass.encode()).decode()}

@@ -376,3 +376,19 @@ def test_endless_redirects_are_an_error(serve: Callable[..., Server]) -> None:
         client(registry).check_tag(f"{registry.host}/team/app", "v1")
 
     assert "redirected more than 3 times" in caught.value.message
+
+
+def test_health_url_credentials_go_to_that_url_only_and_are_never_shown(
+    serve: Callable[..., Server],
+) -> None:
+    thief = serve(token_answer)
+    guarded = serve(basic_registry(redirect_to(thief)))
+    spec = HTTPHealth(url=f"http://ci-robot:s3cret-Pa55word!@{guarded.host}/healthz")
+
+    observation = observe_http(spec, ["app"], timeout=5)
+
+    assert guarded.authorizations() == [BASIC]
+    assert thief.requests == []  # the redirect is reported, not followed
+    assert observation.health == HealthStatus.UNKNOWN
+    assert f"GET http://{guarded.host}/healthz: answered 307" in observation.message
+    assert "s3cret" not in observation.message
