@@ -53,6 +53,7 @@ def _run(args: argparse.Namespace) -> int:
         environment_refresh=args.environment_refresh,
         backoff_max=args.max_backoff,
         keep_finished=args.keep_finished,
+        health_namespaces=frozenset(args.health_namespace or ()),
     )
     namespaces = args.namespace or []
     if args.leader_elect:
@@ -138,6 +139,12 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="keep the newest N finished Promotions per Environment and delete older ones "
         "(never one a GitOps tool manages); 0 keeps all",
+    )
+    run.add_argument(
+        "--health-namespace",
+        action="append",
+        help="a namespace, besides an Environment's own, that its health sources may read "
+        "(e.g. argocd, where Argo CD keeps Applications); repeat for more",
     )
     run.add_argument("--liveness", default=None, help="e.g. http://0.0.0.0:8080/healthz")
     run.add_argument(
