@@ -36,6 +36,7 @@ def _run(args: argparse.Namespace) -> int:
     import kopf
 
     from promotion_operator import handlers, k8s
+    from promotion_operator.gitops.runner import remove_stale_secrets
 
     del handlers  # imported for its @kopf decorators
     from promotion_operator.lifecycle.config import OperatorConfig
@@ -47,6 +48,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig  # kopf's login reads it too
     k8s.load_config(args.kubeconfig)
+    for stale in remove_stale_secrets():
+        logging.getLogger(__name__).info("removed %s, left by a killed operator", stale)
     config = OperatorConfig(
         cache_dir=Path(args.cache_dir),
         allow_file_urls=args.allow_local_git,
