@@ -36,6 +36,7 @@ def _run(args: argparse.Namespace) -> int:
     import kopf
 
     from promotion_operator import handlers, k8s
+    from promotion_operator.gitops.runner import remove_stale_secrets
 
     del handlers  # imported for its @kopf decorators
     from promotion_operator.lifecycle.config import OperatorConfig
@@ -47,12 +48,15 @@ def _run(args: argparse.Namespace) -> int:
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig  # kopf's login reads it too
     k8s.load_config(args.kubeconfig)
+    for stale in remove_stale_secrets():
+        logging.getLogger(__name__).info("removed %s, left by a killed operator", stale)
     config = OperatorConfig(
         cache_dir=Path(args.cache_dir),
         allow_file_urls=args.allow_local_git,
         environment_refresh=args.environment_refresh,
         backoff_max=args.max_backoff,
         keep_finished=args.keep_finished,
+        health_namespaces=frozenset(args.health_namespace or ()),
     )
     namespaces = args.namespace or []
     if args.leader_elect:
@@ -138,6 +142,12 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="keep the newest N finished Promotions per Environment and delete older ones "
         "(never one a GitOps tool manages); 0 keeps all",
+    )
+    run.add_argument(
+        "--health-namespace",
+        action="append",
+        help="a namespace, besides an Environment's own, that its health sources may read "
+        "(e.g. argocd, where Argo CD keeps Applications); repeat for more",
     )
     run.add_argument("--liveness", default=None, help="e.g. http://0.0.0.0:8080/healthz")
     run.add_argument(

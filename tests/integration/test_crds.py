@@ -72,6 +72,18 @@ def test_bad_timeout_is_rejected(kube: Kube, namespace: str) -> None:
     assert "spec.timeout" in result.stderr
 
 
+def test_a_timeout_beyond_a_week_is_rejected_by_cel(kube: Kube, namespace: str) -> None:
+    ok = kube.apply(
+        promotion(namespace, environment="prod", version="v1", timeout="168h"), check=False
+    )
+    assert ok.returncode == 0, ok.stderr
+    result = kube.apply(
+        promotion(namespace, environment="prod", version="v2", timeout="169h"), check=False
+    )
+    assert result.returncode != 0
+    assert "timeout is at most 168h" in result.stderr
+
+
 def test_environment_is_immutable(kube: Kube, namespace: str) -> None:
     kube.apply(promotion(namespace, environment="prod", version="v20250819-f3b8541"))
     result = kube.apply(
@@ -104,7 +116,8 @@ def test_git_url_starting_with_dash_is_rejected(kube: Kube, namespace: str) -> N
 def test_explain_is_useful(kube: Kube) -> None:
     out = kube.kubectl("explain", "promotion.spec").stdout
     assert "Environment in the same namespace" in out
-    assert "Give up waiting for checks after this" in out
+    assert "Give up waiting for checks" in out
+    assert "at most 168h" in out
 
 
 def test_printer_columns(kube: Kube, namespace: str) -> None:

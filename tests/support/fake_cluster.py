@@ -175,6 +175,7 @@ class FakeRepository:
     push_errors: list[PromotionError] = field(default_factory=list)
     before_each_push: Callable[[], None] | None = None
     snapshots: int = 0
+    lost_answers: list[PromotionError] = field(default_factory=list)
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
     def __post_init__(self) -> None:
@@ -244,7 +245,10 @@ class FakeRepository:
             before_push()
         if self.push_errors:
             raise self.push_errors.pop(0)
-        return PushResult(self._add(message, files).sha, 1, True)
+        commit = self._add(message, files)
+        if self.lost_answers:  # the push landed, but its answer never reached us
+            raise self.lost_answers.pop(0)
+        return PushResult(commit.sha, 1, True)
 
     def file_at(self, revision: str, relative: str) -> str | None:
         """A file at a commit (`<sha>^` names its parent)."""

@@ -115,7 +115,9 @@ class World:
         default_factory=lambda: FakeRepository(files={PROD_OVERLAY: overlay()})
     )
     config: OperatorConfig = field(
-        default_factory=lambda: OperatorConfig(backoff_initial=2.0, backoff_max=60.0)
+        default_factory=lambda: OperatorConfig(
+            backoff_initial=2.0, backoff_max=60.0, health_namespaces=frozenset({"argocd"})
+        )
     )
     moment: dt.datetime = T0
     delays: list[float] = field(default_factory=list)
@@ -297,7 +299,18 @@ def _api_server_down(world: World) -> None:
     )
 
 
+def _upstream_in_another_teams_namespace(world: World) -> None:
+    with_upstream(world, dev_runs(NEW))
+    world.cluster.environments[(NS, "dev")]["spec"]["health"]["argocd"]["namespace"] = "payroll"
+
+
 CASES = {
+    "a health source in another team's namespace fails": Case(
+        _upstream_in_another_teams_namespace,
+        Phase.FAILED,
+        Reason.HEALTH_NAMESPACE_FORBIDDEN,
+        "health.argocd.namespace 'payroll' is not allowed",
+    ),
     "promotes, one commit": Case(
         _nothing,
         Phase.SUCCEEDED,
@@ -548,7 +561,9 @@ def test_a_tag_that_appears_later_is_promoted_and_the_wait_backs_off() -> None:
 def test_the_soak_wait_is_shortened_to_what_remains() -> None:
     world = World()
     _soaked_upstream(world)
-    world.config = OperatorConfig(backoff_initial=600.0, backoff_max=600.0)
+    world.config = OperatorConfig(
+        backoff_initial=600.0, backoff_max=600.0, health_namespaces=frozenset({"argocd"})
+    )
     world.add(promotion())
 
     world.drive()
@@ -666,7 +681,7 @@ def _finished(name: str, minute: int, **meta: Any) -> Object:
 
 def test_history_keeps_the_newest_finished_and_never_a_gitops_managed_one() -> None:
     world = World()
-    world.config = OperatorConfig(keep_finished=2)
+    world.config = OperatorConfig(keep_finished=2, health_namespaces=frozenset({"argocd"}))
     for minute, name in enumerate(["old1", "old2", "old3"]):
         world.add(_finished(name, minute))
     world.add(_finished("from-git", 0, annotations={"argocd.argoproj.io/tracking-id": "x"}))
@@ -762,3 +777,64 @@ def test_an_environment_without_health_has_no_deployed_condition() -> None:
     world.add(promotion())
     status = world.drive()["status"]
     assert not any(c["type"] == "Deployed" for c in status["conditions"])
+
+
+def test_a_forged_promoting_status_never_skips_the_checks() -> None:
+    world = World()
+    world.registry.tags[APP] = set()  # the tag does not exist
+    forged = promotion(timeout="1m")
+    forged["status"] = {"phase": "Promoting", "observedGeneration": 1, "startedAt": "x"}
+    world.add(forged)
+
+    final = world.drive()
+
+    assert final["status"]["phase"] == Phase.FAILED
+    assert final["status"]["conditions"][0]["reason"] == Reason.TAG_MISSING
+    assert world.new_commits == 0
+
+
+def test_a_push_whose_answer_was_lost_is_found_and_not_repeated() -> None:
+    world = World()
+    world.repo.lost_answers.append(GitUnreachableError("connection reset mid-push"))
+    world.add(promotion())
+
+    final = world.drive()
+
+    assert final["status"]["phase"] == Phase.SUCCEEDED
+    assert world.new_commits == 1
+    assert final["status"]["commit"] == world.repo.head.sha
+
+
+def test_a_forged_future_start_neither_disables_the_timeout_nor_wins_newest_wins() -> None:
+    world = World()
+    world.registry.tags[WORKER] = set()
+    forged = promotion(timeout="1m")
+    forged["status"] = {
+        "phase": "Verifying",
+        "observedGeneration": 1,
+        "startedAt": "2999-01-01T00:00:00.000000Z",
+    }
+    world.add(forged)
+
+    final = world.drive()
+
+    assert final["status"]["phase"] == Phase.FAILED  # the timeout still ends it
+    assert final["status"]["startedAt"] == precise_timestamp(T0)
+
+
+def test_the_requester_is_recorded_when_the_generation_starts() -> None:
+    world = World()
+    world.registry.tags[WORKER] = {OLD}
+    world.add(promotion())
+
+    def spoof_after_start(w: World, attempt: int) -> None:
+        obj = w.cluster.promotions[(NS, "p1")]
+        if attempt == 1:  # an annotate after the request was accepted
+            obj["metadata"]["annotations"]["promotion.gitops.dev/requested-by"] = "mallory"
+        if attempt == 2:
+            w.registry.tags[WORKER].add(NEW)
+
+    final = world.drive(during=spoof_after_start)
+
+    assert final["status"]["requestedBy"] == "alice"
+    assert dict(trailer_block(world.repo.head.message))["Requested-By"] == "alice"

@@ -42,6 +42,7 @@ class Reason(StrEnum):
     UPSTREAM_NOT_HEALTHY = "UpstreamNotHealthy"
     UPSTREAM_VERSION_MISMATCH = "UpstreamVersionMismatch"
     UPSTREAM_HAS_NO_HEALTH = "UpstreamHasNoHealth"
+    HEALTH_NAMESPACE_FORBIDDEN = "HealthNamespaceForbidden"
     SOAKING = "Soaking"
     # git
     GIT_AUTH_FAILED = "GitAuthFailed"

@@ -22,6 +22,7 @@ DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+MAX_TIMEOUT = timedelta(hours=168)
 
 
 def parse_duration(text: str) -> timedelta:
@@ -271,7 +272,23 @@ class PromotionSpec(Model):
     )
     reason: str | None = Field(default=None, max_length=1024, description="Why, for humans.")
     dry_run: bool = Field(default=False, description="Verify and compute the diff, never push.")
-    timeout: Duration = Field(default="30m", description="Give up waiting for checks after this.")
+    timeout: Duration = Field(
+        default="30m",
+        description="Give up waiting for checks (and, after the push, for the deployment) "
+        "after this; at most 168h.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "duration(self) <= duration('168h')", "message": "timeout is at most 168h"}
+            ]
+        },
+    )
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout_bounded(cls, value: str) -> str:
+        if parse_duration(value) > MAX_TIMEOUT:
+            raise ValueError("timeout is at most 168h")
+        return value
 
     def timeout_delta(self) -> timedelta:
         """Return spec.timeout as a timedelta."""
@@ -325,6 +342,12 @@ class PromotionStatus(Model):
     conditions: list[Condition] | None = Field(default=None, json_schema_extra=_CONDITIONS_LIST)
     started_at: str | None = None
     finished_at: str | None = None
+    requested_by: str | None = Field(
+        default=None,
+        max_length=512,
+        description="Who asked for this generation, recorded when it started (the commit's "
+        "Requested-By).",
+    )
     message: str | None = None
 
 

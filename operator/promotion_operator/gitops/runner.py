@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -42,6 +43,8 @@ _CREDENTIAL_HELPER = (
 )
 # Inherited git variables that are deployment configuration (a custom CA bundle), kept.
 _KEEP_GIT_VARS = frozenset({"GIT_SSL_CAINFO", "GIT_SSL_CAPATH"})
+# The SSH key lives in `<tmp>/promotion-ssh-<pid>-*` for one network call.
+SECRETS_PREFIX = "promotion-ssh-"
 # Local git (checkout, commit, log) on a big repository is slow, never endless.
 LOCAL_TIMEOUT = 300.0
 
@@ -186,7 +189,7 @@ class GitRunner:
             yield env
         elif isinstance(self._auth, SSHAuth):
             with tempfile.TemporaryDirectory(  # mode 0700
-                prefix="promotion-ssh-", dir=self._secrets_dir
+                prefix=f"{SECRETS_PREFIX}{os.getpid()}-", dir=self._secrets_dir
             ) as private:
                 key_file = Path(private) / "id"
                 hosts_file = Path(private) / "known_hosts"
@@ -239,6 +242,31 @@ def _run_killable(
             process.communicate()
             return Result(-9, b"", f"no answer within {timeout:g} s (timed out)")
     return Result(process.returncode, out, err.decode("utf-8", "replace"))
+
+
+def remove_stale_secrets(folder: Path | None = None) -> list[Path]:
+    """Remove SSH key folders that a killed operator left behind; return them.
+
+    A folder is stale when the process that made it (its pid is in the name) is gone; a
+    SIGKILL skips the cleanup that normally removes it at once.
+    """
+    removed: list[Path] = []
+    for path in Path(folder or tempfile.gettempdir()).glob(f"{SECRETS_PREFIX}*"):
+        pid = path.name[len(SECRETS_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def _normalise_key(key: str) -> str:

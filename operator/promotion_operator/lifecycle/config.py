@@ -24,3 +24,6 @@ class OperatorConfig:
     environment_refresh: float = 30.0
     git_timeout: float = 60.0
     keep_finished: int = 0  # finished Promotions kept per Environment; 0 keeps all
+    # Namespaces, besides an Environment's own, that its health sources may read (Argo CD
+    # Applications usually live in `argocd`); a tenant may not look into another team's.
+    health_namespaces: frozenset[str] = frozenset()

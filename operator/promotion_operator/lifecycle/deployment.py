@@ -11,10 +11,18 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from promotion_operator.domain.errors import ConditionType, PromotionError, Reason
+from promotion_operator.domain.errors import (
+    ConditionType,
+    PermanentError,
+    PromotionError,
+    Reason,
+    RetryableError,
+)
 from promotion_operator.domain.models import HealthStatus
 from promotion_operator.domain.times import parse_time
+from promotion_operator.health import Observation
 from promotion_operator.k8s import NotFoundError
+from promotion_operator.lifecycle.config import OperatorConfig
 from promotion_operator.lifecycle.newest import newer_promotion
 from promotion_operator.lifecycle.objects import Environment, Promotion, load_environment
 from promotion_operator.lifecycle.observe import observe
@@ -55,16 +63,27 @@ def expect_deployment(ports: Ports, env: Environment, writer: StatusWriter, vers
 
 
 def await_deployment(
-    ports: Ports, promotion: Promotion, writer: StatusWriter, moment: dt.datetime
+    config: OperatorConfig,
+    ports: Ports,
+    promotion: Promotion,
+    writer: StatusWriter,
+    moment: dt.datetime,
 ) -> float | None:
     """One look at the Environment; returns the seconds until the next, or None when the
-    `Deployed` condition has its answer."""
-    env = load_environment(ports.cluster, promotion.namespace, promotion.spec.environment)
+    `Deployed` condition has its answer. It never changes the phase: the push stands."""
     version = promotion.spec.version
-    observation = observe(ports.cluster, env)
+    env_name = promotion.spec.environment
+    try:
+        env = load_environment(ports.cluster, promotion.namespace, env_name)
+        observation = observe(config, ports.cluster, env)
+    except PermanentError as error:
+        _decide(writer, status=False, reason=error.reason, message=error.message, warning=True)
+        return None
+    except (RetryableError, NotFoundError) as error:  # not seen this time: look again
+        observation = Observation(HealthStatus.UNKNOWN, message=str(error))
     live = observation.live_version
     if observation.health == HealthStatus.HEALTHY and observation.runs(version):
-        _decide(writer, status=True, reason=Reason.DEPLOYED, message=f"{env.name} runs {version}")
+        _decide(writer, status=True, reason=Reason.DEPLOYED, message=f"{env_name} runs {version}")
         return None
     pushed = parse_time(writer.status.finished_at) if writer.status.finished_at else moment
     if moment >= pushed + promotion.spec.timeout_delta():
@@ -73,7 +92,7 @@ def await_deployment(
             writer,
             status=False,
             reason=Reason.NOT_DEPLOYED,
-            message=f"{env.name} did not run {version} healthy within {promotion.spec.timeout} "
+            message=f"{env_name} did not run {version} healthy within {promotion.spec.timeout} "
             f"of the push: {seen}",
             warning=True,
         )
@@ -85,7 +104,7 @@ def await_deployment(
                 writer,
                 status=False,
                 reason=Reason.SUPERSEDED,
-                message=f"{env.name} moved on to {live} (the newer Promotion {newer})",
+                message=f"{env_name} moved on to {live} (the newer Promotion {newer})",
             )
             return None
     waiting = observation.message or f"it runs {live or 'an unknown version'}"
@@ -93,7 +112,7 @@ def await_deployment(
         ConditionType.DEPLOYED,
         status=None,
         reason=Reason.AWAITING_DEPLOYMENT,
-        message=f"waiting for {env.name} to run {version} healthy: {waiting}",
+        message=f"waiting for {env_name} to run {version} healthy: {waiting}",
     )
     writer.write()
     return POLL_SECONDS

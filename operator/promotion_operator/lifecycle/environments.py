@@ -22,6 +22,7 @@ from promotion_operator.domain.images import pinned_version
 from promotion_operator.domain.models import EnvironmentStatus, HealthStatus, dump, status_patch
 from promotion_operator.domain.overlay import read_image_tags
 from promotion_operator.domain.times import now, timestamp
+from promotion_operator.health import Observation
 from promotion_operator.k8s import Object
 from promotion_operator.lifecycle.config import OperatorConfig
 from promotion_operator.lifecycle.objects import Environment
@@ -77,7 +78,7 @@ def read_overlays(
         head = repo.snapshot()
         texts = repo.read_many(head, [env.overlay_file for env in group])
     except PromotionError as error:
-        return {(env.namespace, env.name): OverlayRead(problem=error) for env in group}
+        return {_key(env): OverlayRead(problem=error) for env in group}
     reads: dict[tuple[str, str], OverlayRead] = {}
     for env in group:
         text = texts.get(env.overlay_file)
@@ -86,14 +87,18 @@ def read_overlays(
                 Reason.INVALID_OVERLAY,
                 f"{env.overlay_file} is not a file on branch {env.spec.git.branch}",
             )
-            reads[(env.namespace, env.name)] = OverlayRead(problem=problem)
+            reads[_key(env)] = OverlayRead(problem=problem)
         else:
-            reads[(env.namespace, env.name)] = OverlayRead(text=text)
+            reads[_key(env)] = OverlayRead(text=text)
     return reads
 
 
 def refresh_status(
-    ports: Ports, env: Environment, overlay: OverlayRead, moment: dt.datetime
+    config: OperatorConfig,
+    ports: Ports,
+    env: Environment,
+    overlay: OverlayRead,
+    moment: dt.datetime,
 ) -> EnvironmentStatus:
     """Compute the Environment's status and write it when it changed; never raises for a
     bad spec or overlay (they are reported on the status)."""
@@ -108,7 +113,11 @@ def refresh_status(
             status.version = pinned_version(tags)
         except PromotionError as error:
             git_problem = error
-    observation = observe(ports.cluster, env)
+    try:
+        observation = observe(config, ports.cluster, env)
+    except PromotionError as error:
+        observation = Observation(HealthStatus.UNKNOWN, message=error.message)
+        git_problem = git_problem or error
     status.healthy_since = healthy_since(env.status, observation, moment)
     status.health = observation.health
     status.live_version = observation.live_version
@@ -168,8 +177,8 @@ def refresh(config: OperatorConfig, ports: Ports, obj: Object, moment: dt.dateti
     """Refresh one Environment at once (a new or changed spec), outside the round."""
     env = parse_or_report(ports, obj, moment)
     if env is not None:
-        overlay = read_overlays(config, ports, [env])[(env.namespace, env.name)]
-        refresh_status(ports, env, overlay, moment)
+        overlay = read_overlays(config, ports, [env])[_key(env)]
+        refresh_status(config, ports, env, overlay, moment)
 
 
 async def refresh_round(
@@ -206,9 +215,10 @@ async def refresh_round(
                 f"Environment {env.namespace}/{env.name}",
                 partial(
                     refresh_status,
+                    config,
                     ports,
                     env,
-                    reads.get((env.namespace, env.name), _UNREAD),
+                    reads.get(_key(env), _UNREAD),
                     moment,
                 ),
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
+from promotion_operator.domain.errors import PermanentError, Reason
 from promotion_operator.domain.models import EnvironmentStatus, HealthStatus
 from promotion_operator.domain.times import parse_time, timestamp
 from promotion_operator.health import (
@@ -15,20 +16,28 @@ from promotion_operator.health import (
     observe_http,
 )
 from promotion_operator.k8s import ClusterAPI, NotFoundError
+from promotion_operator.lifecycle.config import OperatorConfig
 from promotion_operator.lifecycle.objects import Environment
 
 
 def observe(
-    cluster: ClusterAPI, env: Environment, images: Sequence[str] | None = None
+    config: OperatorConfig,
+    cluster: ClusterAPI,
+    env: Environment,
+    images: Sequence[str] | None = None,
 ) -> Observation:
     """Look at the environment through each configured health source and combine them.
 
     `images` defaults to the environment's own; a downstream check passes its own list.
+    A source in a namespace the Environment may not read is a PermanentError.
     """
     sources = env.spec.health
     images = list(images) if images is not None else env.spec.image_names()
     if sources is None:
         return Observation(HealthStatus.UNKNOWN, message="no health source configured")
+    for field, source in (("argocd", sources.argocd), ("deployments", sources.deployments)):
+        if source is not None:
+            _allowed(config, env, f"health.{field}.namespace", source.namespace)
     observations: list[Observation] = []
     if sources.argocd is not None:
         ref = sources.argocd
@@ -50,6 +59,17 @@ def observe(
     if sources.http is not None:
         observations.append(observe_http(sources.http, images))
     return combine(observations)
+
+
+def _allowed(config: OperatorConfig, env: Environment, field: str, namespace: str) -> None:
+    if namespace == env.namespace or namespace in config.health_namespaces:
+        return
+    allowed = ", ".join(sorted({env.namespace, *config.health_namespaces}))
+    raise PermanentError(
+        Reason.HEALTH_NAMESPACE_FORBIDDEN,
+        f"Environment {env.name}: {field} {namespace!r} is not allowed: health sources may "
+        f"read only {allowed} (the operator's --health-namespace list)",
+    )
 
 
 def healthy_since(

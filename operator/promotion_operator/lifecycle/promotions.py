@@ -67,12 +67,16 @@ def _start_generation(writer: StatusWriter, moment: dt.datetime) -> None:
         phase=Phase.PENDING,
         observed_generation=promotion.generation,
         started_at=precise_timestamp(moment),
+        requested_by=promotion.requested_by(),
         message=f"promotion of {promotion.spec.environment} to {promotion.spec.version} accepted",
     )
     writer.condition(
         ConditionType.READY, status=False, reason=Reason.PENDING, message="waiting to be verified"
     )
     writer.write(event_reason=Reason.PENDING)
+
+
+_CLOCK_SKEW = dt.timedelta(minutes=1)
 
 
 class _NewerPromotionError(Exception):
@@ -168,7 +172,7 @@ def promote(
             old=writer.status.previous_version,
             new=version,
             reason=promotion.spec.reason,
-            requested_by=promotion.requested_by(),
+            requested_by=writer.status.requested_by or promotion.requested_by(),
         )
 
         def before_push() -> None:
@@ -301,10 +305,10 @@ def _round(
     moment: dt.datetime,
 ) -> float | None:
     try:
-        if not promotion.current:
+        if not promotion.current or not _plausible_start(writer.status.started_at, moment):
             _start_generation(writer, moment)
         elif writer.phase == Phase.SUCCEEDED:  # pushed; Deployed is still Unknown
-            return await_deployment(ports, promotion, writer, moment)
+            return await_deployment(config, ports, promotion, writer, moment)
         return _advance(config, ports, promotion, writer, attempt, moment)
     except NotFoundError:
         return None  # deleted while we worked: nothing to report on
@@ -312,11 +316,27 @@ def _round(
         try:
             return _wait(config, promotion, writer, error, attempt, moment)
         except PromotionError as final:
+            if writer.phase == Phase.PROMOTING and _pushed_after_all(
+                config, ports, promotion, writer
+            ):
+                return None
             _fail(writer, final)
             return None
     except PromotionError as error:
         _fail(writer, error)
         return None
+
+
+def _pushed_after_all(
+    config: OperatorConfig, ports: Ports, promotion: Promotion, writer: StatusWriter
+) -> bool:
+    """At the deadline of an unclear push, look for the commit once more before failing:
+    a push whose answer was lost may well have landed."""
+    try:
+        env = load_environment(ports.cluster, promotion.namespace, promotion.spec.environment)
+        return _recover_if_pushed(config, ports, promotion, env, writer)
+    except (PromotionError, NotFoundError):
+        return False
 
 
 def prune_history(config: OperatorConfig, ports: Ports, namespace: str, environment: str) -> int:
@@ -349,24 +369,32 @@ def _advance(
     moment: dt.datetime,
 ) -> float | None:
     env = load_environment(ports.cluster, promotion.namespace, promotion.spec.environment)
-    if writer.phase in (Phase.PENDING, Phase.VERIFYING, None):
-        newer = newer_promotion(ports, promotion)
-        if newer is not None:
-            _supersede(writer, newer)
-            return None
-        records: list[Check] = []
-        writer.status.checks = records
-        verification = verify(CheckContext(config, ports, promotion, env, moment), records)
-        if verification.waiting is not None:
-            return _wait(
-                config,
-                promotion,
-                writer,
-                verification.waiting,
-                attempt,
-                moment,
-                retry_after=verification.retry_after,
-            )
+    if writer.phase == Phase.PROMOTING and _recover_if_pushed(
+        config, ports, promotion, env, writer
+    ):
+        return None  # pushed before a crash or a lost status write: the remote is the proof
+    newer = newer_promotion(ports, promotion)
+    if newer is not None:
+        _supersede(writer, newer)
+        return None
+    # A push happens only in a round whose checks passed, whatever status says: a status
+    # written by anyone else ("Promoting", say) is never proof that they did.
+    records: list[Check] = []
+    writer.status.checks = records  # filled as the checks run: a failing one shows too
+    verification = verify(CheckContext(config, ports, promotion, env, moment), records)
+    if verification.waiting is not None:
+        if writer.phase == Phase.PROMOTING:
+            writer.status.phase = Phase.VERIFYING  # true no longer: back to waiting
+        return _wait(
+            config,
+            promotion,
+            writer,
+            verification.waiting,
+            attempt,
+            moment,
+            retry_after=verification.retry_after,
+        )
+    if writer.phase != Phase.PROMOTING:
         writer.condition(
             ConditionType.VERIFIED,
             status=True,
@@ -386,6 +414,40 @@ def _advance(
         writer.write(event_reason=Reason.PROMOTING)
     promote(config, ports, promotion, env, writer)
     return None
+
+
+def _recover_if_pushed(
+    config: OperatorConfig,
+    ports: Ports,
+    promotion: Promotion,
+    env: Environment,
+    writer: StatusWriter,
+) -> bool:
+    """Finish from the remote when it already holds this generation's commit."""
+    repo = open_repository(config, ports, env)
+    with repo.lock():
+        repo.sync()
+        found = repo.find_commit(
+            identity_trailers(promotion.uid, promotion.generation),
+            since=_since(promotion),
+            refresh=False,
+        )
+        if found is None:
+            return False
+        _recover(ports, repo, env, writer, promotion, found)
+    return True
+
+
+def _plausible_start(started_at: str | None, moment: dt.datetime) -> bool:
+    """Whether status.startedAt can be ours: a time, not in the future. Anything else was
+    written by someone else (a future one would disable the timeout and win newest-wins),
+    and the generation starts afresh from now."""
+    if not started_at:
+        return False
+    try:
+        return parse_time(started_at) <= moment + _CLOCK_SKEW
+    except ValueError:
+        return False
 
 
 def _deadline(promotion: Promotion, writer: StatusWriter, moment: dt.datetime) -> dt.datetime:

@@ -133,7 +133,9 @@ class CheckContext:
                 "cannot be observed cannot prove a version",
             )
         # prove the images this environment pins, whatever else upstream runs
-        observation = observe(self.ports.cluster, upstream, self.env.spec.image_names())
+        observation = observe(
+            self.config, self.ports.cluster, upstream, self.env.spec.image_names()
+        )
         return Upstream(upstream, observation)
 
 
