@@ -102,11 +102,11 @@ def test_deployments_source_follows_a_rollout(
     env = environment(namespace, {"deployments": {"namespace": namespace, "selector": "tier=web"}})
     kube.apply(deployment(namespace, "v20250819-f3b8541"))
     set_rollout(kube, namespace, updated=1, available=1)
-    rolling = observe(cluster, env)
+    rolling = observe(OperatorConfig(), cluster, env)
     assert rolling.health == HealthStatus.PROGRESSING
     assert "1/2" in rolling.message
     set_rollout(kube, namespace, updated=2, available=2)
-    done = observe(cluster, env)
+    done = observe(OperatorConfig(), cluster, env)
     assert done.health == HealthStatus.HEALTHY
     assert done.live_version == "v20250819-f3b8541"
 
@@ -115,15 +115,15 @@ def test_argocd_source_reads_what_argocd_writes(
     kube: Kube, namespace: str, cluster: k8s.Cluster
 ) -> None:
     env = environment(namespace, {"argocd": {"application": "dev", "namespace": namespace}})
-    missing = observe(cluster, env)
+    missing = observe(OperatorConfig(), cluster, env)
     assert missing.health == HealthStatus.UNKNOWN and "not found" in missing.message
     app = application("dev", namespace, "https://git.example.com/x.git", "k8s/overlays/dev")
     app["status"] = application_status([f"{APP}:v2"], sync="OutOfSync", health="Progressing")
     kube.apply(app)
-    assert observe(cluster, env).health == HealthStatus.PROGRESSING
+    assert observe(OperatorConfig(), cluster, env).health == HealthStatus.PROGRESSING
     app["status"] = application_status([f"{APP}:v2"])
     kube.apply(app)
-    synced = observe(cluster, env)
+    synced = observe(OperatorConfig(), cluster, env)
     assert synced.health == HealthStatus.HEALTHY and synced.runs("v2")
 
 

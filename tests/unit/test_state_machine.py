@@ -838,3 +838,16 @@ def test_the_requester_is_recorded_when_the_generation_starts() -> None:
 
     assert final["status"]["requestedBy"] == "alice"
     assert dict(trailer_block(world.repo.head.message))["Requested-By"] == "alice"
+
+
+def test_a_live_tag_that_is_no_version_never_reaches_status_or_proves_anything() -> None:
+    world = World()
+    # a health source that reports something else than a version (an IMDS field, say)
+    with_upstream(world, application({APP: "AKIAIOSFODNN7EXAMPLE", WORKER: NEW}))
+    world.add(promotion(timeout="1m"))
+
+    final = world.drive()
+
+    upstream_version = next(c for c in final["status"]["checks"] if c["name"] == "UpstreamVersion")
+    assert "AKIA" not in upstream_version["message"]
+    assert final["status"]["phase"] == Phase.FAILED

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from promotion_operator.domain.errors import PermanentError, Reason
 from promotion_operator.domain.models import EnvironmentStatus, HealthStatus
+from promotion_operator.domain.patterns import version_matches
 from promotion_operator.domain.times import parse_time, timestamp
 from promotion_operator.health import (
     Observation,
@@ -58,7 +59,24 @@ def observe(
         observations.append(observe_deployments(deployments, images))
     if sources.http is not None:
         observations.append(observe_http(sources.http, images))
-    return combine(observations)
+    return _only_versions(env, combine(observations))
+
+
+def _only_versions(env: Environment, observation: Observation) -> Observation:
+    """Live tags reach status only when they look like versions of this Environment: a
+    health source (an HTTP body, say) must not copy arbitrary text into status."""
+    pattern = env.spec.version_pattern
+    odd = [
+        image
+        for image, tag in observation.images.items()
+        if tag and not version_matches(pattern, tag)
+    ]
+    if not odd:
+        return observation
+    images = {image: None if image in odd else tag for image, tag in observation.images.items()}
+    note = f"the live tag of {', '.join(odd)} does not match versionPattern"
+    message = "; ".join(m for m in (observation.message, note) if m)
+    return Observation(observation.health, images, message)
 
 
 def _allowed(config: OperatorConfig, env: Environment, field: str, namespace: str) -> None:
