@@ -68,6 +68,8 @@ class PhaseWatch:
         terminate(self._proc, grace=5)
         if self._reader is not None:
             self._reader.join(timeout=5)
+        if self._proc is not None and self._proc.stdout is not None:
+            self._proc.stdout.close()
 
     def __enter__(self) -> Self:
         return self.start()
