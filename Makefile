@@ -1,7 +1,7 @@
-# The two commands README.md promises: `make demo` and `make test`.
+# The two commands README.md promises: `make demo` and `make test`; docs/development.md has the rest.
 SHELL := /bin/bash
 VENV := .venv/bin
-PKG := operator/promotion_operator operator/promotion_sandbox
+SOURCES := operator sandbox tests bench
 
 .PHONY: setup demo test lint unit integration e2e crds bench clean
 
@@ -9,19 +9,27 @@ setup:
 	@bash hack/setup.sh
 
 demo: setup
-	$(VENV)/promotion-sandbox demo
+	$(VENV)/promotion-sandbox --repo=. demo
 
-lint: setup
-	$(VENV)/ruff check operator tests bench
-	$(VENV)/ruff format --check operator tests bench
-	$(VENV)/mypy
-	$(VENV)/lint-imports
-
+# what CI runs (.ci/run) and the pre-commit hooks run: lint, then every test tier
 test: lint
 	$(VENV)/python -m pytest
 
+lint: setup
+	$(VENV)/ruff check $(SOURCES)
+	$(VENV)/ruff format --check $(SOURCES)
+	$(VENV)/mypy
+	$(VENV)/lint-imports
+
+# one test tier each: pure code; the real API server, registry and git; the operator process
 unit: setup
 	$(VENV)/python -m pytest tests/unit
+
+integration: setup
+	$(VENV)/python -m pytest tests/integration
+
+e2e: setup
+	$(VENV)/python -m pytest tests/e2e
 
 crds: setup
 	$(VENV)/promotion-operator crds crds charts/promotion-operator/crds

@@ -16,6 +16,9 @@ kube-apiserver and the operator as a process, then measures:
 Prints a markdown table. Writes nothing into the repository unless `--write-doc` is given,
 which rewrites the figures section of docs/benchmarks.md. Every process it starts is
 stopped at exit, also on errors and on SIGTERM / Ctrl-C.
+
+This file only measures and reports: the parts (control plane, registry, repository and
+its history, operator process, phase watch) are the sandbox's, as in the demo and tests.
 """
 
 from __future__ import annotations
@@ -23,79 +26,43 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import hashlib
-import json
 import os
 import platform
-import random
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from kubernetes import client, config, watch
+from kubernetes import client, config
 
 from promotion_operator import API_GROUP, API_VERSION
 from promotion_operator.domain.overlay import set_image_tags
 from promotion_operator.domain.planning import commit_message
 from promotion_operator.gitops import GitRepository
-from promotion_sandbox.argocd import install_crds
-from promotion_sandbox.controlplane import REPO_ROOT, ControlPlane
-from promotion_sandbox.gitserver import commit_files
-from promotion_sandbox.procs import terminate
-from promotion_sandbox.world import NEW_VERSION, OLD_VERSION, World, promotion
+from promotion_sandbox.controlplane import ControlPlane
+from promotion_sandbox.gitserver import commit_count, git, pack_mib, tracked_files
+from promotion_sandbox.history import add_history, ci_version
+from promotion_sandbox.stack import Stack, running_stack
+from promotion_sandbox.world import NEW_VERSION, OLD_VERSION, PROD_OVERLAY, World, promotion
 
+CHECKOUT = Path(__file__).resolve().parent.parent  # this file's own checkout
 NAMESPACE = "bench"
-DOC = REPO_ROOT / "docs" / "benchmarks.md"
+DOC = CHECKOUT / "docs" / "benchmarks.md"
 FIGURES_START = "<!-- bench:figures:start (bench/promotions.py --write-doc rewrites this) -->"
 FIGURES_END = "<!-- bench:figures:end -->"
-PROD_OVERLAY = "k8s/overlays/prod/kustomization.yaml"
 PROMOTION_TIMEOUT = 120.0
-SERVICES = 120  # files the synthetic history touches: apps/svc-NNN/values.yaml
-_GIT_ENV = {
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_TERMINAL_PROMPT": "0",
-    "GIT_AUTHOR_NAME": "Release Script",
-    "GIT_AUTHOR_EMAIL": "release@example.com",
-    "GIT_COMMITTER_NAME": "Release Script",
-    "GIT_COMMITTER_EMAIL": "release@example.com",
-}
 
 
 def say(text: str) -> None:
     """Progress on stderr, so stdout is only the table."""
     print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
-
-
-def version(salt: str, day: int) -> str:
-    """A version as CI tags it: v<YYYYMMDD>-<7 hex>, distinct per salt."""
-    date = dt.date(2025, 9, 1) + dt.timedelta(days=day)
-    return f"v{date:%Y%m%d}-{hashlib.sha256(salt.encode()).hexdigest()[:7]}"
-
-
-def git(*args: str, cwd: Path | None = None) -> str:
-    """Run git hermetically (no user or system config); return stdout."""
-    result = subprocess.run(
-        ["git", *args],
-        cwd=cwd,
-        env={**os.environ, **_GIT_ENV},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"git {' '.join(args)} failed: {result.stderr.strip()}")
-    return result.stdout
 
 
 # --- statistics and output -----------------------------------------------------------------
@@ -156,73 +123,12 @@ def machine() -> str:
     )
 
 
-# --- the git repository ---------------------------------------------------------------------
-
-
-def service_values(rng: random.Random, service: int, step: int) -> str:
-    """A Helm-style values file that CI and people keep editing."""
-    return (
-        f"# values for svc-{service:03d}\n"
-        f"replicaCount: {rng.randint(1, 6)}\n"
-        "image:\n"
-        f"  repository: registry.example.com/team/svc-{service:03d}\n"
-        f"  tag: {version(f'{service}-{step}', step % 365)}\n"
-        "resources:\n"
-        f"  requests: {{cpu: {rng.randint(50, 500)}m, memory: {rng.randint(64, 1024)}Mi}}\n"
-        f"  limits: {{cpu: {rng.randint(500, 2000)}m, memory: {rng.randint(512, 4096)}Mi}}\n"
-        "env:\n"
-        + "".join(
-            f"  - {{name: FEATURE_{k}, value: {rng.choice(['on', 'off'])!r}}}\n" for k in range(12)
-        )
-        + f"configHash: {rng.getrandbits(128):032x}\n"
-    )
-
-
-def add_history(repo: Path, commits: int, *, seed: int = 7) -> None:
-    """Append `commits` commits on main with `git fast-import`, each editing 1-3 files."""
-    rng = random.Random(seed)  # noqa: S311 - test data, not cryptography
-    start = int(dt.datetime(2023, 1, 2, tzinfo=dt.UTC).timestamp())
-    chunks: list[bytes] = []
-
-    def data(text: str) -> None:
-        raw = text.encode()
-        chunks.append(b"data %d\n" % len(raw) + raw + b"\n")
-
-    for step in range(commits):
-        when = start + step * 5400
-        touched = rng.sample(range(SERVICES), rng.randint(1, 3))
-        chunks.append(
-            f"commit refs/heads/main\ncommitter CI Bot <ci@example.com> {when} +0000\n".encode()
-        )
-        data(f"ci: bump svc-{touched[0]:03d} and {len(touched) - 1} more (build {step})\n")
-        if step == 0:
-            chunks.append(b"from refs/heads/main^0\n")
-        for service in touched:
-            chunks.append(f"M 100644 inline apps/svc-{service:03d}/values.yaml\n".encode())
-            data(service_values(rng, service, step))
-        chunks.append(b"\n")
-    subprocess.run(
-        ["git", f"--git-dir={repo}", "fast-import", "--quiet"],
-        input=b"".join(chunks),
-        env={**os.environ, **_GIT_ENV},
-        check=True,
-        capture_output=True,
-    )
-    # a server's repository is packed: one pack with proper deltas, as after `git gc`
-    git(f"--git-dir={repo}", "repack", "-a", "-d", "-q")
-
-
-def pack_size(repo: Path) -> float:
-    """Size of the repository's packs, MiB."""
-    return sum(p.stat().st_size for p in (repo / "objects" / "pack").glob("*.pack")) / 2**20
+# --- part 3: git alone --------------------------------------------------------------------
 
 
 def retag(text: str, images: Sequence[str], new: str) -> str:
     """The operator's overlay editor: set every image's newTag to `new`."""
     return set_image_tags(text, dict.fromkeys(images, new), add_missing=False).text
-
-
-# --- part 3: git alone --------------------------------------------------------------------
 
 
 def naive_promotion(url: str, scratch: Path, images: Sequence[str], new: str, depth: int) -> float:
@@ -261,15 +167,15 @@ def bench_git(world: World, scratch: Path, runs: int) -> list[Row]:
         return lambda tree: {PROD_OVERLAY: retag((tree / PROD_OVERLAY).read_text(), images, new)}
 
     for run in range(runs):
-        naive.samples.append(naive_promotion(url, scratch, images, version(f"n{run}", run), 0))
-        shallow.samples.append(naive_promotion(url, scratch, images, version(f"s{run}", run), 1))
-        new = version(f"c{run}", run)
+        naive.samples.append(naive_promotion(url, scratch, images, ci_version(f"n{run}", run), 0))
+        shallow.samples.append(naive_promotion(url, scratch, images, ci_version(f"s{run}", run), 1))
+        new = ci_version(f"c{run}", run)
         began = time.perf_counter()
         pushed = repo.commit_and_push(edit_to(new), f"promote prod to {new}\n")
         cached.samples.append(time.perf_counter() - began)
         if not pushed.changed:
             raise RuntimeError("commit_and_push pushed nothing")
-        new = version(f"f{run}", run)
+        new = ci_version(f"f{run}", run)
         trailers = {"Promotion-UID": f"bench-{run}", "Promotion-Generation": "1"}
         message = commit_message(
             namespace=NAMESPACE,
@@ -296,164 +202,15 @@ def bench_git(world: World, scratch: Path, runs: int) -> list[Row]:
 # --- the operator ---------------------------------------------------------------------------
 
 
-class PhaseWatch:
-    """Watches the namespace's Promotions; notes when each phase was first seen."""
+@dataclass(frozen=True)
+class Promoter:
+    """Creates Promotions through the API, timing each from just before the create call."""
 
-    def __init__(self, api: client.ApiClient, namespace: str) -> None:
-        self._custom = client.CustomObjectsApi(api)
-        self._namespace = namespace
-        self._cond = threading.Condition()
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="promotion-watch", daemon=True)
-        self.seen: dict[str, dict[str, float]] = {}
-        self.objects: dict[str, dict[str, Any]] = {}
-        self._rv = ""
-
-    def __enter__(self) -> PhaseWatch:
-        self._relist()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stopping.set()
-        self._thread.join(timeout=1)  # a daemon thread: at worst it ends with the process
-
-    def _list(self) -> Any:
-        return self._custom.list_namespaced_custom_object(
-            API_GROUP, API_VERSION, self._namespace, "promotions"
-        )
-
-    def _relist(self) -> None:
-        listing = self._list()
-        for obj in listing.get("items", []):
-            self._note(obj, time.monotonic())
-        self._rv = listing["metadata"]["resourceVersion"]
-
-    def _note(self, obj: dict[str, Any], moment: float) -> None:
-        name = obj["metadata"]["name"]
-        phase = (obj.get("status") or {}).get("phase")
-        with self._cond:
-            self.objects[name] = obj
-            if phase:
-                self.seen.setdefault(name, {}).setdefault(phase, moment)
-            self._cond.notify_all()
-
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            stream = watch.Watch()
-            try:
-                for event in stream.stream(
-                    self._custom.list_namespaced_custom_object,
-                    API_GROUP,
-                    API_VERSION,
-                    self._namespace,
-                    "promotions",
-                    resource_version=self._rv,
-                    timeout_seconds=3,
-                ):
-                    moment = time.monotonic()
-                    obj = event["raw_object"]
-                    if event["type"] == "ERROR":
-                        raise RuntimeError(f"watch error: {obj}")
-                    self._rv = obj["metadata"]["resourceVersion"]
-                    if event["type"] != "DELETED":
-                        self._note(obj, moment)
-            except Exception:  # an expired watch (410) or a hiccup: list again
-                if self._stopping.is_set():
-                    return
-                time.sleep(0.2)
-                with contextlib.suppress(Exception):
-                    self._relist()
-
-    def wait(self, name: str, *, timeout: float, logs: Callable[[], str]) -> dict[str, float]:
-        """Block until `name` is Succeeded; return its phase times. Fail on anything else."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                phases = self.seen.get(name, {})
-                if "Succeeded" in phases:
-                    return dict(phases)
-                bad = {"Failed", "Superseded"} & phases.keys()
-                left = deadline - time.monotonic()
-                if bad or left <= 0:
-                    status = (self.objects.get(name) or {}).get("status")
-                    raise RuntimeError(
-                        f"Promotion {name} did not succeed: {json.dumps(status, indent=1)}\n"
-                        f"--- operator log (tail) ---\n{logs()[-3000:]}"
-                    )
-                self._cond.wait(min(left, 1.0))
-
-
-class Operator:
-    """`python -m promotion_operator run` as a child process, as the e2e tests start it."""
-
-    def __init__(self, kubeconfig: Path, workdir: Path, namespace: str, refresh: float) -> None:
-        self.log = workdir / "operator.log"
-        self.args = [
-            sys.executable,
-            "-m",
-            "promotion_operator",
-            "run",
-            f"--kubeconfig={kubeconfig}",
-            f"--cache-dir={workdir / 'operator-cache'}",
-            "--allow-local-git",
-            f"--environment-refresh={refresh:g}",
-            "--max-backoff=2",
-            f"--namespace={namespace}",
-        ]
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        """Start the process, logging to `self.log`."""
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(self.args, stdout=out, stderr=subprocess.STDOUT)
-
-    def stop(self) -> None:
-        """Terminate (then kill) the process if it runs."""
-        terminate(self.proc, grace=15)
-
-    def logs(self) -> str:
-        """The log so far."""
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-
-def environment(world: World, name: str, overlay_path: str) -> dict[str, Any]:
-    """An Environment like the sandbox's tvhub-prod, for another overlay folder."""
-    return {
-        "apiVersion": f"{API_GROUP}/{API_VERSION}",
-        "kind": "Environment",
-        "metadata": {"name": name, "namespace": NAMESPACE},
-        "spec": {
-            "git": {"url": world.git_url, "branch": "main"},
-            "overlay": {"path": overlay_path},
-            "images": [{"name": image} for image in world.images()],
-            "registry": {"secretRef": {"name": "registry-pull"}, "insecure": True},
-            "upstream": "tvhub-dev",
-        },
-    }
-
-
-@dataclass
-class Stack:
-    """The running parts the operator benchmarks need."""
-
-    plane: ControlPlane
-    world: World
-    operator: Operator
+    stack: Stack
     custom: client.CustomObjectsApi
-    watch: PhaseWatch
-
-    def apply(self, *objects: dict[str, Any]) -> None:
-        """kubectl apply a list of objects."""
-        document = {"apiVersion": "v1", "kind": "List", "items": list(objects)}
-        self.plane.kubectl("apply", "-f", "-", input_text=json.dumps(document))
-
-    def dev_runs(self, new: str) -> None:
-        """Argo CD reports dev Healthy and Synced with every image at `new`."""
-        self.apply(self.world.dev_application(NAMESPACE, new))
 
     def create(self, name: str, new: str, env: str = "tvhub-prod") -> float:
-        """Create a Promotion through the API; return the monotonic time just before."""
+        """Create a Promotion; return the monotonic time just before the request."""
         body = promotion(NAMESPACE, name, new, reason="bench")
         body["spec"]["environment"] = env
         began = time.monotonic()
@@ -463,8 +220,15 @@ class Stack:
         return began
 
     def wait(self, name: str) -> dict[str, float]:
-        """Phase times of a Promotion once it is Succeeded."""
-        return self.watch.wait(name, timeout=PROMOTION_TIMEOUT, logs=self.operator.logs)
+        """When each phase of `name` was first seen, once it is Succeeded; fail otherwise."""
+        final = {"Succeeded", "Failed", "Superseded"}
+        change = self.stack.watch.wait(name, final, timeout=PROMOTION_TIMEOUT)
+        if change.phase != "Succeeded":
+            raise RuntimeError(
+                f"Promotion {name} ended {change.phase}: {change.message}\n"
+                f"--- operator log (tail) ---\n{self.stack.operator.logs()[-3000:]}"
+            )
+        return self.stack.watch.first_seen(name)
 
 
 def stages(rows: dict[str, Row], began: float, phases: dict[str, float]) -> None:
@@ -476,7 +240,7 @@ def stages(rows: dict[str, Row], began: float, phases: dict[str, float]) -> None
     rows["git"].samples.append(phases["Succeeded"] - promoting)
 
 
-def bench_sequential(stack: Stack, count: int) -> list[Row]:
+def bench_sequential(promoter: Promoter, count: int) -> list[Row]:
     """`count` promotions of tvhub-prod, one after another."""
     warm = Row("first promotion after operator start (warm-up, not in the rows below)")
     total = Row("**sequential**: create -> Succeeded")
@@ -485,23 +249,24 @@ def bench_sequential(stack: Stack, count: int) -> list[Row]:
         "verify": Row("↳ Pending -> Promoting (registry tags, upstream Argo CD app)"),
         "git": Row("↳ Promoting -> Succeeded (lock, fetch, trailer scan, commit, push)"),
     }
-    stack.dev_runs(NEW_VERSION)
-    began = stack.create("warm-up", NEW_VERSION)
-    warm.samples.append(stack.wait("warm-up")["Succeeded"] - began)
+    promoter.stack.dev_runs(NEW_VERSION)
+    began = promoter.create("warm-up", NEW_VERSION)
+    warm.samples.append(promoter.wait("warm-up")["Succeeded"] - began)
     for index in range(count):
-        new = version(f"seq-{index}", index)
-        stack.dev_runs(new)
+        new = ci_version(f"seq-{index}", index)
+        promoter.stack.dev_runs(new)
         name = f"seq-{index:03d}"
-        began = stack.create(name, new)
-        phases = stack.wait(name)
+        began = promoter.create(name, new)
+        phases = promoter.wait(name)
         total.samples.append(phases["Succeeded"] - began)
         stages(rows, began, phases)
         say(f"sequential {index + 1}/{count}: {total.samples[-1]:.2f} s")
     return [warm, total, *rows.values()]
 
 
-def bench_concurrent(stack: Stack, count: int, concurrent_version: str) -> list[Row]:
+def bench_concurrent(promoter: Promoter, count: int, concurrent_version: str) -> list[Row]:
     """`count` Environments of one repository and branch, promoted at the same moment."""
+    stack = promoter.stack
     world = stack.world
     head = world.remote_head()
     stack.dev_runs(concurrent_version)
@@ -510,7 +275,7 @@ def bench_concurrent(stack: Stack, count: int, concurrent_version: str) -> list[
 
     def fire(index: int) -> float:
         barrier.wait()
-        return stack.create(names[index], concurrent_version, env=f"tvhub-prod-{index}")
+        return promoter.create(names[index], concurrent_version, env=f"tvhub-prod-{index}")
 
     with ThreadPoolExecutor(max_workers=count) as pool:
         starts = list(pool.map(fire, range(count)))
@@ -522,18 +287,13 @@ def bench_concurrent(stack: Stack, count: int, concurrent_version: str) -> list[
     }
     finished = []
     for name, began in zip(names, starts, strict=True):
-        phases = stack.wait(name)
+        phases = promoter.wait(name)
         finished.append(phases["Succeeded"])
         total.samples.append(phases["Succeeded"] - began)
         stages(rows, began, phases)
     wall = max(finished) - min(starts)
-    uids = {
-        stack.watch.objects[name]["metadata"]["uid"]
-        for name in names
-        if name in stack.watch.objects
-    }
-    log = git(f"--git-dir={world.repo}", "log", "--format=%H%n%B%x00", f"{head}..main")
-    commits = [entry for entry in log.split("\x00") if entry.strip()]
+    uids = {obj["metadata"]["uid"] for name in names if (obj := stack.watch.latest(name))}
+    commits = world.remote_messages(since=head)
     landed = sum(1 for entry in commits if any(f"Promotion-UID: {u}" in entry for u in uids))
     moved = sum(
         1
@@ -550,51 +310,43 @@ def bench_concurrent(stack: Stack, count: int, concurrent_version: str) -> list[
     return [total, *rows.values()]
 
 
-@contextlib.contextmanager
-def running_stack(
-    world: World, workdir: Path, exits: contextlib.ExitStack, args: argparse.Namespace
-) -> Iterator[Stack]:
-    """Control plane, CRDs, objects and the operator; everything stopped by `exits`."""
-    plane = ControlPlane(workdir / "controlplane")
-    exits.callback(plane.stop)
-    began = time.monotonic()
-    plane.start()
-    say(f"control plane ready in {time.monotonic() - began:.1f} s")
-    install_crds(plane.kubectl)
-    plane.kubectl("create", "namespace", NAMESPACE)
-    api = config.new_client_from_config(config_file=str(plane.kubeconfig))
-    exits.callback(api.close)
-    operator = Operator(plane.kubeconfig, workdir, NAMESPACE, args.environment_refresh)
-    concurrent = args.concurrent
-    with PhaseWatch(api, NAMESPACE) as phase_watch:
-        stack = Stack(plane, world, operator, client.CustomObjectsApi(api), phase_watch)
-        stack.apply(
-            *world.objects(NAMESPACE),
-            *(
-                environment(world, f"tvhub-prod-{i}", f"k8s/overlays/prod-{i}")
-                for i in range(concurrent)
-            ),
-        )
-        exits.callback(operator.stop)
-        operator.start()
-        envs = ["tvhub-dev", "tvhub-prod", *(f"tvhub-prod-{i}" for i in range(concurrent))]
+def bench_operator(
+    world: World, workdir: Path, args: argparse.Namespace, concurrent_version: str
+) -> list[Row]:
+    """Sequential, then concurrent promotions through the operator on a fresh control plane."""
+    plane = ControlPlane(workdir / "controlplane", repo_root=CHECKOUT)
+    try:
         began = time.monotonic()
-        while True:  # ready: every Environment's status names the version git holds
-            listed = stack.custom.list_namespaced_custom_object(
-                API_GROUP, API_VERSION, NAMESPACE, "environments"
-            )
-            ready = {
-                o["metadata"]["name"] for o in listed["items"] if o.get("status", {}).get("version")
-            }
-            if ready >= set(envs):
-                break
-            if operator.proc is not None and operator.proc.poll() is not None:
-                raise RuntimeError(f"the operator exited:\n{operator.logs()[-3000:]}")
-            if time.monotonic() - began > 60:
-                raise RuntimeError(f"Environments not observed in 60 s:\n{operator.logs()[-3000:]}")
-            time.sleep(0.2)
-        say(f"operator up, {len(envs)} Environments observed in {time.monotonic() - began:.1f} s")
-        yield stack
+        kube = plane.up()
+        say(f"control plane ready in {time.monotonic() - began:.1f} s")
+        overlays = [f"k8s/overlays/prod-{i}" for i in range(args.concurrent)]
+        with (
+            running_stack(
+                kube,
+                world,
+                NAMESPACE,
+                workdir,
+                extra_overlays=overlays,
+                environment_refresh=args.environment_refresh,
+            ) as stack,
+            contextlib.closing(
+                # the kubernetes client has no type hints
+                config.new_client_from_config(  # type: ignore[no-untyped-call]
+                    config_file=str(kube.kubeconfig)
+                )
+            ) as api,
+        ):
+            seconds = stack.wait_observed()
+            say(f"operator up, {len(stack.environments)} Environments observed in {seconds:.1f} s")
+            promoter = Promoter(stack, client.CustomObjectsApi(api))
+            say(f"sequential: {args.sequential} promotions")
+            rows = bench_sequential(promoter, args.sequential)
+            if args.concurrent:
+                say(f"concurrent: {args.concurrent} promotions at once")
+                rows += bench_concurrent(promoter, args.concurrent, concurrent_version)
+            return rows
+    finally:
+        plane.stop()
 
 
 # --- main ----------------------------------------------------------------------------------
@@ -607,41 +359,31 @@ def write_doc(text: str) -> None:
     if start < 0 or end < start:
         raise SystemExit(f"{DOC} has no figures markers ({FIGURES_START} ... {FIGURES_END})")
     DOC.write_text(doc[: start + len(FIGURES_START)] + "\n\n" + text + "\n\n" + doc[end:])
-    say(f"rewrote the figures in {DOC.relative_to(REPO_ROOT)}")
+    say(f"rewrote the figures in {DOC.relative_to(CHECKOUT)}")
 
 
 def run(args: argparse.Namespace, workdir: Path) -> str:
     """Every measurement; returns the markdown figures."""
     began = time.monotonic()
-    with contextlib.ExitStack() as exits:
-        world = World(workdir / "world")
-        exits.callback(world.stop)
-        sequential = [version(f"seq-{i}", i) for i in range(args.sequential)]
-        concurrent_version = version("concurrent", 200)
+    world = World(workdir / "world")
+    try:
+        sequential = [ci_version(f"seq-{i}", i) for i in range(args.sequential)]
+        concurrent_version = ci_version("concurrent", 200)
         world.start(versions=(OLD_VERSION, NEW_VERSION, *sequential, concurrent_version))
-        prod = world.remote_file(PROD_OVERLAY)
-        commit_files(
-            world.repo,
-            {f"k8s/overlays/prod-{i}/kustomization.yaml": prod for i in range(args.concurrent)},
-            message=f"add {args.concurrent} more prod-like overlays",
-        )
+        world.add_prod_like_overlays(args.concurrent)
         step = time.monotonic()
         add_history(world.repo, args.commits)
-        commits = int(git(f"--git-dir={world.repo}", "rev-list", "--count", "main"))
-        files = len(git(f"--git-dir={world.repo}", "ls-tree", "-r", "--name-only", "main").split())
-        repo_note = f"{commits} commits, {files} files, pack {pack_size(world.repo):.1f} MiB"
-
+        repo_note = (
+            f"{commit_count(world.repo)} commits, {len(tracked_files(world.repo))} files, "
+            f"pack {pack_mib(world.repo):.1f} MiB"
+        )
         say(f"repository: {repo_note} (built in {time.monotonic() - step:.1f} s)")
 
         say(f"git alone: {args.runs} runs each of fresh clone vs cached clone")
         git_rows = bench_git(world, workdir, args.runs)
-
-        with running_stack(world, workdir, exits, args) as stack:
-            say(f"sequential: {args.sequential} promotions")
-            rows = bench_sequential(stack, args.sequential)
-            if args.concurrent:
-                say(f"concurrent: {args.concurrent} promotions at once")
-                rows += bench_concurrent(stack, args.concurrent, concurrent_version)
+        rows = bench_operator(world, workdir, args, concurrent_version)
+    finally:
+        world.stop()
     elapsed = time.monotonic() - began
     return "\n".join(
         [

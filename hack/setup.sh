@@ -23,10 +23,10 @@ PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+stamp=.venv/.installed-$(cat pyproject.toml sandbox/pyproject.toml | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip >&2
-  .venv/bin/pip install -q -e '.[dev]' >&2
+  .venv/bin/pip install -q -e '.[dev]' -e ./sandbox >&2
   touch "$stamp"
 fi
 

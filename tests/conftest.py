@@ -6,46 +6,47 @@ otherwise etcd + kube-apiserver are built when missing and started for the sessi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from promotion_sandbox.argocd import install_crds
-from support.kube import Kube
+from promotion_sandbox.controlplane import ControlPlane
+from promotion_sandbox.kube import Kube
 
 
 @pytest.fixture(scope="session")
-def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
+def kube(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Kube]:
     """The cluster for the session, with our CRDs and the Argo CD Application CRD."""
     existing = os.environ.get("PROMOTION_OPERATOR_TEST_KUBECONFIG")
     if existing:
         kube = Kube(
             Path(existing), shutil.which("kubectl") or "kubectl", shutil.which("helm") or "helm"
         )
-        plane = None
-    else:
-        from promotion_sandbox.controlplane import ControlPlane
-
-        plane = ControlPlane(tmp_path_factory.mktemp("controlplane"))
-        state = plane.start()
-        bin_dir = Path(state.bin_dir)
-        kube = Kube(plane.kubeconfig, str(bin_dir / "kubectl"), str(bin_dir / "helm"))
-    try:
-        install_crds(kube.kubectl)
+        install_crds(kube)
         yield kube
+        return
+    plane = ControlPlane(tmp_path_factory.mktemp("controlplane"), repo_root=request.config.rootpath)
+    try:
+        yield plane.up()
     finally:
-        if plane is not None:
-            plane.stop()
+        plane.stop()
 
 
 @pytest.fixture
-def namespace(kube: Kube) -> Iterator[str]:
-    """A fresh namespace for one test."""
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    kube.kubectl("create", "namespace", name)
-    yield name
-    kube.kubectl("delete", "namespace", name, "--wait=false", check=False)
+def new_namespace(kube: Kube) -> Iterator[Callable[[str], str]]:
+    """Makes namespaces `<prefix>-<random>` for one test; deletes them after it."""
+    with contextlib.ExitStack() as made:
+        yield lambda prefix: made.enter_context(kube.namespace(prefix))
+
+
+@pytest.fixture
+def namespace(new_namespace: Callable[[str], str]) -> str:
+    """A fresh namespace for one test (no operator watches it)."""
+    return new_namespace("t")

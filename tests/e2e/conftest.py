@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from promotion_sandbox.kube import Kube
+from promotion_sandbox.operator import OperatorProcess
 from promotion_sandbox.world import World
-from support.kube import Kube
-from support.operator import OperatorProcess
 
 
 @pytest.fixture(scope="session")
@@ -25,29 +24,18 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 @pytest.fixture
 def fresh_world(world: World, tmp_path: Path) -> World:
     """The session registry with a fresh git repository for this test."""
-    from promotion_sandbox.gitserver import init_bare_repo
-    from promotion_sandbox.world import gitops_files
-
-    mine = World.__new__(World)
-    mine.workdir = tmp_path
-    mine.registry = world.registry
-    mine.repo = tmp_path / "git" / "tvhub-gitops.git"
-    init_bare_repo(mine.repo, gitops_files(world.registry.host), message="initial layout")
-    return mine
+    return world.fork(tmp_path)
 
 
 @pytest.fixture(scope="session")
 def operator(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
     """One operator for the session, watching the namespaces named e2e-*."""
-    proc = OperatorProcess(kube, tmp_path_factory.mktemp("operator"), ["e2e-*"]).start()
-    yield proc
-    proc.stop()
+    with OperatorProcess(kube, tmp_path_factory.mktemp("operator"), ["e2e-*"]) as proc:
+        yield proc
 
 
 @pytest.fixture
-def e2e_namespace(kube: Kube, operator: OperatorProcess) -> Iterator[str]:
-    """A namespace the session operator watches."""
-    name = f"e2e-{uuid.uuid4().hex[:8]}"
-    kube.kubectl("create", "namespace", name)
-    yield name
-    kube.kubectl("delete", "namespace", name, "--wait=false", check=False)
+def e2e_namespace(new_namespace: Callable[[str], str], operator: OperatorProcess) -> str:
+    """A namespace the session operator watches (checked to be running, for a clear failure)."""
+    assert operator.running(), f"the session operator exited:\n{operator.logs()[-3000:]}"
+    return new_namespace("e2e")

@@ -1,48 +1,375 @@
-"""Bad input ends in a status that says what to fix; nothing is committed; no secret leaks."""
+"""Bad input ends in a status that says what to fix; nothing is committed; no secret leaks.
+
+One table: each case breaks one thing in an otherwise good world, then a Promotion must
+fail with the case's reason and message, the remote must hold no new commit, and the same
+operator must still carry a good Promotion to the end afterwards.
+"""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
-from promotion_sandbox.world import NEW_VERSION, World, promotion
-from support.kube import Kube
-from support.operator import OperatorProcess, status_of, wait_for
+from promotion_sandbox.kube import Kube
+from promotion_sandbox.operator import OperatorProcess
+from promotion_sandbox.world import NEW_VERSION, REGISTRY_PASSWORD, REGISTRY_USER, World, promotion
+from support.operator import status_of, wait_for, wait_phase
 
 pytestmark = pytest.mark.e2e
 
-
-def apply_world(kube: Kube, world: World, ns: str, **options: Any) -> list[dict[str, Any]]:
-    objects = world.objects(ns, **options)
-    for obj in objects:
-        kube.apply(obj)
-    return objects
+TAG_ONLY_FOR_FRONTEND = "v20250901-1234567"
+WRONG_PASSWORD = "wrong-Pa55word-7731"
+GIT_PASSWORD = "git-T0ken-never-shown"
 
 
-def set_prod_spec(kube: Kube, world: World, ns: str, **changes: Any) -> None:
-    """Apply the prod Environment with `changes` (camelCase spec fields) merged in."""
-    env = next(o for o in world.objects(ns) if o["metadata"]["name"] == "tvhub-prod")
-    env["spec"].update(changes)
-    kube.apply(env)
+@dataclass
+class Scene:
+    """One case's world: the cluster, the session operator, a fresh remote, a namespace."""
+
+    kube: Kube
+    operator: OperatorProcess
+    world: World
+    ns: str
+    new_namespace: Callable[[str], str]
+    objects: list[dict[str, Any]] = field(default_factory=list)
+
+    def apply_world(self) -> None:
+        """The good world's objects in this namespace."""
+        self.objects = self.world.objects(self.ns)
+        self.kube.apply(*self.objects)
+
+    def set_prod_spec(self, **changes: Any) -> None:
+        """Apply the prod Environment with `changes` (camelCase spec fields) merged in."""
+        env = next(o for o in self.world.objects(self.ns) if o["metadata"]["name"] == "tvhub-prod")
+        env["spec"].update(changes)
+        self.kube.apply(env)
+
+    def replace_secret(self, *args: str) -> None:
+        """Delete the registry Secret and create `registry-pull` with `kubectl create` args."""
+        self.kube.kubectl("delete", "secret", "registry-pull", "-n", self.ns)
+        self.kube.kubectl("create", "secret", "generic", "registry-pull", "-n", self.ns, *args)
+
+    def everything_shown(self, status: dict[str, Any]) -> str:
+        """All a user or admin can read: the status, the namespace's Events, the operator log."""
+        events = self.kube.kubectl("get", "events", "-n", self.ns, "-o", "json").stdout
+        return json.dumps(status) + events + self.operator.logs()
 
 
-def everything_shown(kube: Kube, ns: str, status: dict[str, Any], operator: OperatorProcess) -> str:
-    """All a user or admin can read: the status, the namespace's Events, the operator log."""
-    events = kube.kubectl("get", "events", "-n", ns, "-o", "json").stdout
-    return json.dumps(status) + events + operator.logs()
+# --- what each case breaks ------------------------------------------------------------------
 
 
-def fail_with(
-    kube: Kube, operator: OperatorProcess, ns: str, name: str, reason: str, timeout: float = 60
-) -> dict[str, Any]:
+def no_environment(_scene: Scene) -> None:
+    """Nothing applied: the Promotion names an Environment that does not exist."""
+
+
+def environment_in_another_namespace(scene: Scene) -> None:
+    other = scene.new_namespace("t")
+    scene.kube.apply(*scene.world.objects(other))
+
+
+def good_world(scene: Scene) -> None:
+    """The world as it should be: the Promotion itself is what is wrong."""
+    scene.apply_world()
+
+
+def tag_only_for_frontend(scene: Scene) -> None:
+    scene.apply_world()
+    scene.world.registry.push_image(
+        "team/tvhub-frontend",
+        TAG_ONLY_FOR_FRONTEND,
+        username=REGISTRY_USER,
+        password=REGISTRY_PASSWORD,
+    )
+
+
+def secret_deleted(scene: Scene) -> None:
+    scene.apply_world()
+    scene.kube.kubectl("delete", "secret", "registry-pull", "-n", scene.ns)
+
+
+def secret_without_the_key(scene: Scene) -> None:
+    scene.apply_world()
+    scene.replace_secret("--from-literal=wrong=x")
+
+
+def wrong_registry_password(scene: Scene) -> None:
+    scene.apply_world()
+    config = json.dumps({"auths": {scene.world.registry.host: {"auth": wrong_auth()}}})
+    scene.replace_secret(
+        "--type=kubernetes.io/dockerconfigjson", f"--from-literal=.dockerconfigjson={config}"
+    )
+
+
+def wrong_auth() -> str:
+    """The base64 `user:password` of the wrong registry password."""
+    return base64.b64encode(f"{REGISTRY_USER}:{WRONG_PASSWORD}".encode()).decode()
+
+
+def overlay_folder_missing(scene: Scene) -> None:
+    scene.apply_world()
+    scene.set_prod_spec(overlay={"path": "k8s/overlays/missing"})
+
+
+def overlay_path_escapes(scene: Scene) -> None:
+    scene.apply_world()
+    scene.set_prod_spec(overlay={"path": "k8s/../../outside"})
+
+
+def image_not_in_overlay(scene: Scene) -> None:
+    scene.apply_world()
+    # the base pins no image; dev (the upstream) stays as it is
+    extra = f"{scene.world.registry.host}/team/tvhub-frontend"
+    scene.set_prod_spec(overlay={"path": "k8s/base"}, images=[{"name": extra}])
+
+
+def git_remote_unreachable(scene: Scene) -> None:
+    scene.apply_world()
+    scene.kube.kubectl(
+        "create",
+        "secret",
+        "generic",
+        "git-creds",
+        "-n",
+        scene.ns,
+        "--from-literal=username=bot",
+        f"--from-literal=password={GIT_PASSWORD}",
+    )
+    scene.set_prod_spec(
+        git={
+            "url": "https://127.0.0.1:9/team/tvhub-gitops.git",
+            "secretRef": {"name": "git-creds"},
+        }
+    )
+
+
+def git_url_with_a_command(scene: Scene) -> None:
+    scene.apply_world()
+    scene.set_prod_spec(git={"url": "ext::sh%20-c%20touch%20/tmp/pwned"})
+
+
+def kustomization_not_yaml(scene: Scene) -> None:
+    scene.apply_world()
+    scene.world.commit_file("k8s/overlays/prod/kustomization.yaml", "images: [unclosed\n")
+
+
+def upstream_degraded(scene: Scene) -> None:
+    scene.apply_world()
+    scene.kube.apply(scene.world.dev_application(scene.ns, NEW_VERSION, health="Degraded"))
+
+
+def invalid_version_pattern(scene: Scene) -> None:
+    scene.apply_world()
+    scene.set_prod_spec(versionPattern="^v(unclosed")
+
+    def ready() -> dict[str, Any] | None:
+        status = scene.kube.get("environment", "tvhub-prod", scene.ns).get("status") or {}
+        found = [c for c in status.get("conditions", []) if c["type"] == "Ready"]
+        return found[0] if found and found[0]["reason"] == "InvalidSpec" else None
+
+    # the Environment says it first, before any Promotion asks
+    condition = wait_for("the Environment to report its bad spec", ready, logs=scene.operator.logs)
+    assert "versionPattern is not a valid regular expression" in condition["message"]
+
+
+def upstream_without_health(scene: Scene) -> None:
+    scene.apply_world()
+    dev = next(
+        o
+        for o in scene.objects
+        if o["kind"] == "Environment" and o["metadata"]["name"] == "tvhub-dev"
+    )
+    del dev["spec"]["health"]
+    scene.kube.kubectl("replace", "-f", "-", input_text=json.dumps(dev))
+
+
+def unknown_upstream(scene: Scene) -> None:
+    scene.apply_world()
+    scene.set_prod_spec(upstream="tvhub-staging")
+
+
+# --- what some cases check besides the reason and the message ------------------------------
+
+
+def only_the_pattern_check_ran(_scene: Scene, status: dict[str, Any]) -> None:
+    assert [(c["name"], c["status"]) for c in status["checks"]] == [("VersionPattern", "Failed")]
+
+
+def frontend_found_backend_waited(_scene: Scene, status: dict[str, Any]) -> None:
+    states = {c["target"].split("/")[-1]: c["status"] for c in status["checks"]}
+    assert states[f"tvhub-frontend:{TAG_ONLY_FOR_FRONTEND}"] == "Passed"
+    assert states[f"tvhub-backend:{TAG_ONLY_FOR_FRONTEND}"] == "Waiting"
+
+
+def no_registry_secret_shown(scene: Scene, status: dict[str, Any]) -> None:
+    everything = scene.everything_shown(status)
+    for secret in (WRONG_PASSWORD, wrong_auth(), REGISTRY_PASSWORD):
+        assert secret not in everything
+
+
+def no_git_password_shown(scene: Scene, status: dict[str, Any]) -> None:
+    assert GIT_PASSWORD not in scene.everything_shown(status)
+
+
+@dataclass(frozen=True)
+class Case:
+    """Break something, ask for `version`, expect `reason` and every message fragment.
+
+    `{registry}` in a fragment stands for the world's registry host.
+    """
+
+    id: str
+    breaks: Callable[[Scene], None]
+    reason: str
+    fragments: tuple[str, ...]
+    version: str = NEW_VERSION
+    spec: dict[str, str] = field(default_factory=dict)
+    also: Callable[[Scene, dict[str, Any]], None] | None = None
+
+
+CASES = [
+    Case(
+        "unknown-environment",
+        no_environment,
+        "EnvironmentNotFound",
+        ("'tvhub-prod' not found in namespace",),
+    ),
+    Case(
+        "environment-in-another-namespace-is-not-used",
+        environment_in_another_namespace,
+        "EnvironmentNotFound",
+        ("its own namespace",),
+    ),
+    Case(
+        "version-not-matching-pattern",
+        good_world,
+        "VersionDoesNotMatchPattern",
+        ("versionPattern",),
+        version="latest",
+        also=only_the_pattern_check_ran,
+    ),
+    Case(
+        "tag-missing-for-one-of-two-images",
+        tag_only_for_frontend,
+        "TagMissing",
+        ("tvhub-backend", TAG_ONLY_FOR_FRONTEND),
+        version=TAG_ONLY_FOR_FRONTEND,
+        spec={"timeout": "5s"},
+        also=frontend_found_backend_waited,
+    ),
+    Case(
+        "missing-secret",
+        secret_deleted,
+        "SecretInvalid",
+        ("Secret 'registry-pull'", "not found"),
+    ),
+    Case("secret-missing-its-key", secret_without_the_key, "SecretInvalid", (".dockerconfigjson",)),
+    Case(
+        "overlay-folder-missing",
+        overlay_folder_missing,
+        "InvalidOverlay",
+        ("k8s/overlays/missing/kustomization.yaml",),
+    ),
+    Case("overlay-path-escapes", overlay_path_escapes, "InvalidOverlay", ("..",)),
+    Case(
+        "image-not-in-overlay",
+        image_not_in_overlay,
+        "ImageNotInOverlay",
+        ("{registry}/team/tvhub-frontend",),
+    ),
+    Case(
+        "wrong-registry-credentials-never-leak",
+        wrong_registry_password,
+        "RegistryAuthFailed",
+        ("refused",),
+        also=no_registry_secret_shown,
+    ),
+    Case(
+        "git-remote-unreachable-retries-then-fails",
+        git_remote_unreachable,
+        "GitUnreachable",
+        ("127.0.0.1:9", "timed out after 6s"),
+        spec={"timeout": "6s"},
+        also=no_git_password_shown,
+    ),
+    Case("invalid-git-url-scheme", git_url_with_a_command, "InvalidGitURL", ("https://",)),
+    Case(
+        "invalid-kustomization-yaml",
+        kustomization_not_yaml,
+        "InvalidOverlay",
+        ("kustomization.yaml",),
+    ),
+    Case(
+        "upstream-unhealthy-waits-then-fails",
+        upstream_degraded,
+        "UpstreamNotHealthy",
+        ("Degraded",),
+        spec={"timeout": "5s"},
+    ),
+    Case(
+        "environment-with-an-invalid-version-pattern",
+        invalid_version_pattern,
+        "InvalidSpec",
+        ("versionPattern",),
+    ),
+    Case(
+        "upstream-without-health-cannot-prove-a-version",
+        upstream_without_health,
+        "UpstreamHasNoHealth",
+        ("no spec.health",),
+    ),
+    Case(
+        "unknown-upstream",
+        unknown_upstream,
+        "EnvironmentNotFound",
+        ("upstream Environment 'tvhub-staging'",),
+    ),
+]
+
+
+@dataclass
+class Healthy:
+    """A good world in a namespace of its own, to show the operator still works."""
+
+    kube: Kube
+    world: World
+    ns: str
+
+    def promote_a_new_version(self, operator: OperatorProcess, case: str) -> None:
+        """CI builds a new version, dev runs it, a Promotion carries it to prod."""
+        version = f"v20251001-{hashlib.sha256(case.encode()).hexdigest()[:7]}"
+        self.world.push_version(version)
+        self.kube.apply(self.world.dev_application(self.ns, version))
+        before = self.world.remote_head()
+        self.kube.apply(promotion(self.ns, f"good-{case}", version))
+        status = wait_phase(self.kube, operator, self.ns, f"good-{case}", "Succeeded")
+        assert status["commit"] == self.world.remote_head() != before
+
+
+@pytest.fixture(scope="module")
+def healthy(
+    kube: Kube,
+    world: World,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Healthy]:
+    """One good world for the module, watched by the session operator."""
+    mine = world.fork(tmp_path_factory.mktemp("healthy"))
+    with kube.namespace("e2e") as ns:
+        kube.apply(*mine.objects(ns))
+        yield Healthy(kube, mine, ns)
+
+
+def fail_with(scene: Scene, name: str, reason: str) -> dict[str, Any]:
+    """Wait until Promotion `name` failed; check the Ready condition's reason; no commit."""
     status: dict[str, Any] = wait_for(
         f"{name} to fail",
-        lambda: (s := status_of(kube, ns, name)).get("phase") == "Failed" and s,
-        timeout=timeout,
-        logs=operator.logs,
+        lambda: (s := status_of(scene.kube, scene.ns, name)).get("phase") == "Failed" and s,
+        logs=scene.operator.logs,
     )
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("False", reason), status
@@ -50,228 +377,25 @@ def fail_with(
     return status
 
 
-def test_unknown_environment(kube: Kube, operator: OperatorProcess, e2e_namespace: str) -> None:
-    kube.apply(promotion(e2e_namespace, "p", NEW_VERSION) | {})
-    status = fail_with(kube, operator, e2e_namespace, "p", "EnvironmentNotFound")
-    assert "'tvhub-prod' not found in namespace" in status["message"]
-
-
-def test_environment_in_another_namespace_is_not_used(
-    kube: Kube, operator: OperatorProcess, fresh_world: World, e2e_namespace: str, namespace: str
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_bad_input_fails_clearly_and_commits_nothing(
+    case: Case,
+    kube: Kube,
+    operator: OperatorProcess,
+    fresh_world: World,
+    e2e_namespace: str,
+    new_namespace: Callable[[str], str],
+    healthy: Healthy,
 ) -> None:
-    apply_world(kube, fresh_world, namespace)  # the Environment lives in another namespace
+    scene = Scene(kube, operator, fresh_world, e2e_namespace, new_namespace)
+    case.breaks(scene)
     before = fresh_world.remote_head()
-    kube.apply(promotion(e2e_namespace, "p", NEW_VERSION))
-    status = fail_with(kube, operator, e2e_namespace, "p", "EnvironmentNotFound")
-    assert "its own namespace" in status["message"]
+    kube.apply(promotion(e2e_namespace, "p", case.version, **case.spec))
+
+    status = fail_with(scene, "p", case.reason)
+    for fragment in case.fragments:
+        assert fragment.format(registry=fresh_world.registry.host) in status["message"], status
+    if case.also is not None:
+        case.also(scene, status)
     assert fresh_world.remote_head() == before
-
-
-def test_version_not_matching_pattern(
-    kube: Kube, operator: OperatorProcess, fresh_world: World, e2e_namespace: str
-) -> None:
-    apply_world(kube, fresh_world, e2e_namespace)
-    kube.apply(promotion(e2e_namespace, "p", "latest"))
-    status = fail_with(kube, operator, e2e_namespace, "p", "VersionDoesNotMatchPattern")
-    assert "versionPattern" in status["message"]
-    assert [(c["name"], c["status"]) for c in status["checks"]] == [("VersionPattern", "Failed")]
-
-
-def test_tag_missing_for_one_of_two_images(
-    kube: Kube, operator: OperatorProcess, fresh_world: World, e2e_namespace: str
-) -> None:
-    apply_world(kube, fresh_world, e2e_namespace)
-    version = "v20250901-1234567"
-    fresh_world.registry.push_image(
-        "team/tvhub-frontend", version, username="ci", password="registry-s3cret-pw"
-    )
-    before = fresh_world.remote_head()
-    kube.apply(promotion(e2e_namespace, "p", version, timeout="5s"))
-    status = fail_with(kube, operator, e2e_namespace, "p", "TagMissing")
-    assert "tvhub-backend" in status["message"] and version in status["message"]
-    states = {c["target"].split("/")[-1]: c["status"] for c in status["checks"]}
-    assert states[f"tvhub-frontend:{version}"] == "Passed"
-    assert states[f"tvhub-backend:{version}"] == "Waiting"
-    assert fresh_world.remote_head() == before
-
-
-def test_missing_secret_and_missing_key(
-    kube: Kube, operator: OperatorProcess, fresh_world: World, e2e_namespace: str
-) -> None:
-    ns = e2e_namespace
-    apply_world(kube, fresh_world, ns)
-    kube.kubectl("delete", "secret", "registry-pull", "-n", ns)
-    kube.apply(promotion(ns, "p1", NEW_VERSION))
-    status = fail_with(kube, operator, ns, "p1", "SecretInvalid")
-    assert "Secret 'registry-pull'" in status["message"] and "not found" in status["message"]
-    kube.kubectl("create", "secret", "generic", "registry-pull", "-n", ns, "--from-literal=wrong=x")
-    kube.apply(promotion(ns, "p2", NEW_VERSION))
-    status = fail_with(kube, operator, ns, "p2", "SecretInvalid")
-    assert ".dockerconfigjson" in status["message"]
-
-
-def test_overlay_problems(
-    kube: Kube, operator: OperatorProcess, fresh_world: World, e2e_namespace: str
-) -> None:
-    ns = e2e_namespace
-    apply_world(kube, fresh_world, ns)
-    set_prod_spec(kube, fresh_world, ns, overlay={"path": "k8s/overlays/missing"})
-    kube.apply(promotion(ns, "p1", NEW_VERSION))
-    status = fail_with(kube, operator, ns, "p1", "InvalidOverlay")
-    assert "k8s/overlays/missing/kustomization.yaml" in status["message"]
-
-    set_prod_spec(kube, fresh_world, ns, overlay={"path": "k8s/../../outside"})
-    kube.apply(promotion(ns, "p2", NEW_VERSION))
-    status = fail_with(kube, operator, ns, "p2", "InvalidOverlay")
-    assert ".." in status["message"]
-
-
-def test_image_not_in_overlay(
-    kube: Kube, operator: OperatorProcess, fresh_world: World, e2e_namespace: str
-) -> None:
-    ns = e2e_namespace
-    apply_world(kube, fresh_world, ns)
-    extra = f"{fresh_world.registry.host}/team/tvhub-frontend"
-    # the overlay pins frontend and backend; dev (the upstream) stays as it is
-    set_prod_spec(kube, fresh_world, ns, overlay={"path": "k8s/base"}, images=[{"name": extra}])
-    before = fresh_world.remote_head()
-    kube.apply(promotion(ns, "p", NEW_VERSION))
-    status = fail_with(kube, operator, ns, "p", "ImageNotInOverlay")
-    assert extra in status["message"]
-    assert fresh_world.remote_head() == before
-
-
-def test_wrong_registry_credentials_never_leak(
-    kube: Kube, operator: OperatorProcess, fresh_world: World, e2e_namespace: str
-) -> None:
-    ns = e2e_namespace
-    apply_world(kube, fresh_world, ns)
-    wrong = "wrong-Pa55word-7731"
-    auth = base64.b64encode(f"ci:{wrong}".encode()).decode()
-    config = json.dumps({"auths": {fresh_world.registry.host: {"auth": auth}}})
-    kube.kubectl("delete", "secret", "registry-pull", "-n", ns)
-    kube.kubectl(
-        "create",
-        "secret",
-        "generic",
-        "registry-pull",
-        "-n",
-        ns,
-        "--type=kubernetes.io/dockerconfigjson",
-        f"--from-literal=.dockerconfigjson={config}",
-    )
-    kube.apply(promotion(ns, "p", NEW_VERSION))
-    status = fail_with(kube, operator, ns, "p", "RegistryAuthFailed")
-    assert "refused" in status["message"]
-    everything = everything_shown(kube, ns, status, operator)
-    for secret in (wrong, auth, "registry-s3cret-pw"):
-        assert secret not in everything
-
-
-def test_git_remote_unreachable_retries_then_fails(
-    kube: Kube, operator: OperatorProcess, fresh_world: World, e2e_namespace: str
-) -> None:
-    ns = e2e_namespace
-    apply_world(kube, fresh_world, ns)
-    password = "git-T0ken-never-shown"
-    kube.kubectl(
-        "create",
-        "secret",
-        "generic",
-        "git-creds",
-        "-n",
-        ns,
-        "--from-literal=username=bot",
-        f"--from-literal=password={password}",
-    )
-    set_prod_spec(
-        kube,
-        fresh_world,
-        ns,
-        git={
-            "url": "https://127.0.0.1:9/team/tvhub-gitops.git",
-            "secretRef": {"name": "git-creds"},
-        },
-    )
-    kube.apply(promotion(ns, "p", NEW_VERSION, timeout="6s"))
-    status = fail_with(kube, operator, ns, "p", "GitUnreachable")
-    assert "127.0.0.1:9" in status["message"] and "timed out after 6s" in status["message"]
-    assert password not in everything_shown(kube, ns, status, operator)
-
-
-def test_invalid_git_url_scheme(
-    kube: Kube, operator: OperatorProcess, fresh_world: World, e2e_namespace: str
-) -> None:
-    ns = e2e_namespace
-    apply_world(kube, fresh_world, ns)
-    set_prod_spec(kube, fresh_world, ns, git={"url": "ext::sh%20-c%20touch%20/tmp/pwned"})
-    kube.apply(promotion(ns, "p", NEW_VERSION))
-    status = fail_with(kube, operator, ns, "p", "InvalidGitURL")
-    assert "https://" in status["message"]
-
-
-def test_invalid_kustomization_yaml(
-    kube: Kube, operator: OperatorProcess, fresh_world: World, e2e_namespace: str
-) -> None:
-    ns = e2e_namespace
-    apply_world(kube, fresh_world, ns)
-    fresh_world.commit_file("k8s/overlays/prod/kustomization.yaml", "images: [unclosed\n")
-    kube.apply(promotion(ns, "p", NEW_VERSION))
-    status = fail_with(kube, operator, ns, "p", "InvalidOverlay")
-    assert "kustomization.yaml" in status["message"]
-
-
-def test_upstream_unhealthy_waits_then_fails(
-    kube: Kube, operator: OperatorProcess, fresh_world: World, e2e_namespace: str
-) -> None:
-    ns = e2e_namespace
-    apply_world(kube, fresh_world, ns)
-    kube.apply(fresh_world.dev_application(ns, NEW_VERSION, health="Degraded"))
-    kube.apply(promotion(ns, "p", NEW_VERSION, timeout="5s"))
-    status = fail_with(kube, operator, ns, "p", "UpstreamNotHealthy")
-    assert "Degraded" in status["message"]
-
-
-def test_environment_with_an_invalid_version_pattern(
-    kube: Kube, operator: OperatorProcess, fresh_world: World, e2e_namespace: str
-) -> None:
-    ns = e2e_namespace
-    apply_world(kube, fresh_world, ns)
-    set_prod_spec(kube, fresh_world, ns, versionPattern="^v(unclosed")
-
-    def ready() -> dict[str, Any] | None:
-        status = kube.get("environment", "tvhub-prod", ns).get("status") or {}
-        found = [c for c in status.get("conditions", []) if c["type"] == "Ready"]
-        return found[0] if found and found[0]["reason"] == "InvalidSpec" else None
-
-    condition = wait_for("the Environment to report its bad spec", ready, logs=operator.logs)
-    assert "versionPattern is not a valid regular expression" in condition["message"]
-    kube.apply(promotion(ns, "p", NEW_VERSION))
-    status = fail_with(kube, operator, ns, "p", "InvalidSpec")
-    assert "versionPattern" in status["message"]
-
-
-def test_upstream_without_health_cannot_prove_a_version(
-    kube: Kube, operator: OperatorProcess, fresh_world: World, e2e_namespace: str
-) -> None:
-    ns = e2e_namespace
-    objects = apply_world(kube, fresh_world, ns)
-    dev = next(
-        o for o in objects if o["kind"] == "Environment" and o["metadata"]["name"] == "tvhub-dev"
-    )
-    del dev["spec"]["health"]
-    kube.kubectl("replace", "-f", "-", input_text=json.dumps(dev))
-    kube.apply(promotion(ns, "p", NEW_VERSION))
-    status = fail_with(kube, operator, ns, "p", "UpstreamHasNoHealth")
-    assert "no spec.health" in status["message"]
-
-
-def test_unknown_upstream(
-    kube: Kube, operator: OperatorProcess, fresh_world: World, e2e_namespace: str
-) -> None:
-    ns = e2e_namespace
-    apply_world(kube, fresh_world, ns)
-    set_prod_spec(kube, fresh_world, ns, upstream="tvhub-staging")
-    kube.apply(promotion(ns, "p", NEW_VERSION))
-    status = fail_with(kube, operator, ns, "p", "EnvironmentNotFound")
-    assert "upstream Environment 'tvhub-staging'" in status["message"]
+    healthy.promote_a_new_version(operator, case.id)

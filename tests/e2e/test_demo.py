@@ -11,9 +11,19 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 
-def test_demo_promotes_then_refuses_an_untested_version(tmp_path: Path) -> None:
+def test_demo_promotes_then_refuses_an_untested_version(
+    tmp_path: Path, pytestconfig: pytest.Config
+) -> None:
+    checkout = str(pytestconfig.rootpath)
     result = subprocess.run(
-        [sys.executable, "-m", "promotion_sandbox.cli", "--home", str(tmp_path), "demo"],
+        [
+            sys.executable,
+            "-m",
+            "promotion_sandbox.cli",
+            f"--home={tmp_path}",
+            f"--repo={checkout}",
+            "demo",
+        ],
         capture_output=True,
         text=True,
         timeout=300,

@@ -8,19 +8,20 @@ show up in a status, an Event, the operator's log or the remote's history.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from promotion_sandbox.gitserver import HTTPGitServer, SSHGitServer, generate_ssh_key
-from promotion_sandbox.world import NEW_VERSION, OLD_VERSION, World, promotion
-from support.kube import Kube
-from support.operator import OperatorProcess, events_of, status_of, wait_for
+from promotion_sandbox.kube import Kube
+from promotion_sandbox.operator import OperatorProcess
+from promotion_sandbox.world import NEW_VERSION, OLD_VERSION, PROD_OVERLAY, World, promotion
+from support.operator import events_of, status_of, wait_for
 
 pytestmark = pytest.mark.e2e
-PROD = "k8s/overlays/prod/kustomization.yaml"
+PROD = PROD_OVERLAY
 REPO = "tvhub-gitops.git"
 
 
@@ -95,12 +96,9 @@ def ssh_server(fresh_world: World, tmp_path: Path) -> Iterator[SSHGitServer]:
 
 
 @pytest.fixture
-def auth_namespace(kube: Kube) -> Iterator[str]:
+def auth_namespace(new_namespace: Callable[[str], str]) -> str:
     """A namespace the session operator (watching e2e-*) ignores: the test runs its own."""
-    name = f"auth-{uuid.uuid4().hex[:8]}"
-    kube.kubectl("create", "namespace", name)
-    yield name
-    kube.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    return new_namespace("auth")
 
 
 # --- SSH ------------------------------------------------------------------------------------
@@ -223,12 +221,8 @@ def test_https_token_right_then_wrong(
         assert url.startswith("https://")
         create_secret(kube, ns, "git-token", {"username": "promoter", "password": token})
         apply_world(kube, fresh_world, ns, url, "git-token")
-        operator = OperatorProcess(
-            kube, tmp_path / "operator", [ns], GIT_SSL_CAINFO=str(server.ca_cert)
-        )
-        (tmp_path / "operator").mkdir()
-        operator.start()
-        try:
+        trust = {"GIT_SSL_CAINFO": str(server.ca_cert)}
+        with OperatorProcess(kube, tmp_path / "operator", [ns], env=trust) as operator:
             before = fresh_world.remote_head()
             kube.apply(promotion(ns, "with-token", NEW_VERSION, reason="promoted over https"))
             status = wait_final(kube, operator, ns, "with-token", "Succeeded")
@@ -257,5 +251,3 @@ def test_https_token_right_then_wrong(
             for secret in (token, wrong):
                 assert secret not in visible
                 assert secret not in history
-        finally:
-            operator.stop()

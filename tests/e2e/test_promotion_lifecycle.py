@@ -2,47 +2,33 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from promotion_sandbox.kube import Kube
+from promotion_sandbox.operator import OperatorProcess
+from promotion_sandbox.watch import PhaseWatch
 from promotion_sandbox.world import (
     NEW_VERSION,
     OLD_VERSION,
+    PROD_OVERLAY,
     UNTESTED_VERSION,
     World,
     promotion,
 )
-from support.kube import Kube
-from support.operator import OperatorProcess, PhaseRecorder, events_of, status_of, wait_for
+from support.operator import events_of, status_of, wait_for, wait_phase
 
 pytestmark = pytest.mark.e2e
-PROD = "k8s/overlays/prod/kustomization.yaml"
+PROD = PROD_OVERLAY
 
 
 def setup_world(kube: Kube, world: World, namespace: str, **options: str) -> None:
-    for obj in world.objects(namespace, **options):
-        kube.apply(obj)
+    kube.apply(*world.objects(namespace, **options))
 
 
-def wait_phase(
-    kube: Kube,
-    operator: OperatorProcess,
-    namespace: str,
-    name: str,
-    phase: str,
-    timeout: float = 60,
-) -> dict[str, object]:
-    return dict(
-        wait_for(
-            f"{name} to reach {phase}",
-            lambda: (s := status_of(kube, namespace, name)).get("phase") == phase and s,
-            timeout=timeout,
-            logs=operator.logs,
-        )
-    )
-
-
-def conditions(status: dict[str, object]) -> dict[str, tuple[str, str]]:
-    return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}  # type: ignore[attr-defined]
+def conditions(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
 
 
 def test_promotes_a_version_running_in_dev(
@@ -143,14 +129,15 @@ def test_soak_waits_then_proceeds(
 ) -> None:
     ns = e2e_namespace
     setup_world(kube, fresh_world, ns, soak="5s")
-    with PhaseRecorder(kube, ns) as recorder:
+    with PhaseWatch(kube, ns) as watch:
         kube.apply(promotion(ns, "soaked", NEW_VERSION))
         waiting = wait_phase(kube, operator, ns, "soaked", "Verifying")
         assert "soak" in str(waiting["message"])
         done = wait_phase(kube, operator, ns, "soaked", "Succeeded")
+        watch.wait("soaked", {"Succeeded"}, timeout=30)  # the watch has seen the last write
     # every step is visible on the resource, in order
-    assert recorder.phases("soaked") == ["Pending", "Verifying", "Promoting", "Succeeded"]
-    soak = [c for c in done["checks"] if c["name"] == "Soak"]  # type: ignore[attr-defined]
+    assert watch.phases("soaked") == ["Pending", "Verifying", "Promoting", "Succeeded"]
+    soak = [c for c in done["checks"] if c["name"] == "Soak"]
     assert soak and soak[0]["status"] == "Passed"
 
 

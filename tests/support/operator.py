@@ -1,73 +1,20 @@
-"""The operator as a real process, and polling helpers for end-to-end tests."""
+"""Polling helpers for end-to-end tests: wait with a deadline, read status and Events.
+
+`OperatorProcess` is the sandbox's (re-exported here for the files that import it from
+this module); the phase watch is `promotion_sandbox.watch.PhaseWatch`.
+"""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from promotion_sandbox.procs import terminate
-from support.kube import Kube
+from promotion_sandbox.kube import Kube
+from promotion_sandbox.operator import OperatorProcess
 
-
-class OperatorProcess:
-    """`promotion-operator run` in a subprocess, logging to a file."""
-
-    def __init__(
-        self,
-        kube: Kube,
-        workdir: Path,
-        namespaces: list[str],
-        *,
-        kubeconfig: Path | None = None,
-        **env: str,
-    ) -> None:
-        self.kube = kube
-        self.kubeconfig = kubeconfig or kube.kubeconfig
-        self.log = workdir / f"operator-{uuid.uuid4().hex[:6]}.log"
-        self.cache = workdir / "cache"
-        self.namespaces = namespaces
-        self.env = env
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> OperatorProcess:
-        args = [
-            sys.executable,
-            "-m",
-            "promotion_operator",
-            "run",
-            f"--kubeconfig={self.kubeconfig}",
-            f"--cache-dir={self.cache}",
-            "--allow-local-git",
-            "--environment-refresh=1",
-            "--max-backoff=2",
-        ]
-        for namespace in self.namespaces:
-            args.append(f"--namespace={namespace}")
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                args,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, **self.env},
-            )
-        return self
-
-    def wait_exit(self, timeout: float = 60) -> int:
-        assert self.proc is not None
-        return self.proc.wait(timeout)
-
-    def stop(self) -> None:
-        terminate(self.proc, grace=15)
-
-    def logs(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
+__all__ = ["OperatorProcess", "events_of", "status_of", "wait_for", "wait_phase"]
 
 
 def wait_for(
@@ -91,6 +38,25 @@ def status_of(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
     return status
 
 
+def wait_phase(
+    kube: Kube,
+    operator: OperatorProcess,
+    namespace: str,
+    name: str,
+    phase: str,
+    *,
+    timeout: float = 60,
+) -> dict[str, Any]:
+    """Poll until Promotion `name` is in `phase`; return its status."""
+    status: dict[str, Any] = wait_for(
+        f"{name} to reach {phase}",
+        lambda: (s := status_of(kube, namespace, name)).get("phase") == phase and s,
+        timeout=timeout,
+        logs=operator.logs,
+    )
+    return status
+
+
 def events_of(kube: Kube, namespace: str, name: str) -> list[str]:
     """The reasons of the Events posted on an object, oldest first."""
     out = kube.kubectl(
@@ -105,47 +71,3 @@ def events_of(kube: Kube, namespace: str, name: str) -> list[str]:
     ).stdout
     items = sorted(json.loads(out)["items"], key=lambda e: e["metadata"]["creationTimestamp"])
     return [e["reason"] for e in items]
-
-
-class PhaseRecorder:
-    """Records every phase a namespace's Promotions pass through, from a real kubectl watch."""
-
-    def __init__(self, kube: Kube, namespace: str) -> None:
-        self.kube = kube
-        self.namespace = namespace
-        self.proc: subprocess.Popen[str] | None = None
-        self.lines: list[str] = []
-
-    def __enter__(self) -> PhaseRecorder:
-        template = '{.metadata.name} {.status.phase}{"\\n"}'
-        self.proc = subprocess.Popen(
-            [
-                self.kube.kubectl_path,
-                f"--kubeconfig={self.kube.kubeconfig}",
-                "get",
-                "promotions",
-                "-n",
-                self.namespace,
-                "--watch",
-                f"--output=jsonpath={template}",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        assert self.proc is not None
-        self.proc.terminate()
-        out, _ = self.proc.communicate(timeout=10)
-        self.lines = out.splitlines()
-
-    def phases(self, name: str) -> list[str]:
-        """The distinct phases `name` went through, in order."""
-        seen: list[str] = []
-        for line in self.lines:
-            parts = line.split()
-            if len(parts) == 2 and parts[0] == name and (not seen or seen[-1] != parts[1]):
-                seen.append(parts[1])
-        return seen

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gitcases import PASSWORD, SEED
 
 from promotion_operator.gitops import GitRepository, HTTPSAuth, SSHAuth
 from promotion_sandbox.gitserver import HTTPGitServer, SSHGitServer, init_bare_repo
+from support.gitcases import PASSWORD, SEED
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from gitcases import OVERLAY, PASSWORD
 
 from promotion_operator.domain.errors import PermanentError, PromotionError, Reason
 from promotion_operator.domain.gitfailures import (
@@ -21,6 +20,7 @@ from promotion_sandbox.gitserver import (
     commit_messages,
     generate_ssh_key,
 )
+from support.gitcases import OVERLAY, PASSWORD
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
-from gitcases import OVERLAY, SEED
 
 from promotion_operator.domain.gitfailures import GitPushRejectedError
 from promotion_operator.gitops import GitRepository, PushResult, Reader, SSHAuth
@@ -21,6 +20,7 @@ from promotion_sandbox.gitserver import (
     commit_messages,
     read_remote_file,
 )
+from support.gitcases import OVERLAY, SEED
 
 pytestmark = pytest.mark.integration
 
@@ -200,7 +200,7 @@ def test_a_concurrent_commit_is_kept_and_our_edit_reapplied(
 
     result = ssh_repo.commit_and_push(edit_racing_with_ci, MESSAGE)
 
-    assert result == PushResult(branch_head(bare_repo), 2, True)
+    assert result == PushResult(commit=branch_head(bare_repo), attempts=2, changed=True)
     assert len(seen_heads) == 2
     assert (ssh_repo.worktree / "k8s/overlays/dev/kustomization.yaml").exists()
     assert read_remote_file(bare_repo, "k8s/overlays/dev/kustomization.yaml") == "dev\n"
@@ -225,7 +225,7 @@ def test_if_the_race_already_made_our_change_nothing_is_committed(
 
     result = ssh_repo.commit_and_push(edit, MESSAGE)
 
-    assert result == PushResult(None, 2, False)
+    assert result == PushResult(commit=None, attempts=2, changed=False)
     assert commit_messages(bare_repo)[0] == "a human did it first"
 
 
@@ -255,14 +255,14 @@ def test_no_change_means_no_commit(
 ) -> None:
     head = branch_head(bare_repo)
     result = ssh_repo.commit_and_push(lambda _: nothing, MESSAGE)
-    assert result == PushResult(None, 1, False)
+    assert result == PushResult(commit=None, attempts=1, changed=False)
     assert branch_head(bare_repo) == head
 
 
 def test_rewriting_identical_text_means_no_commit(ssh_repo: GitRepository, bare_repo: Path) -> None:
     head = branch_head(bare_repo)
     result = ssh_repo.commit_and_push(lambda _: {OVERLAY: SEED[OVERLAY]}, MESSAGE)
-    assert result == PushResult(None, 1, False)
+    assert result == PushResult(commit=None, attempts=1, changed=False)
     assert branch_head(bare_repo) == head
 
 

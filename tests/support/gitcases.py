@@ -1,4 +1,4 @@
-"""Shared data for the git integration tests (a module of its own: `conftest` names clash)."""
+"""Shared data for the git integration tests."""
 
 PASSWORD = "tok-9f2c4e1-Sup3rSecret"  # checked against every error message and commit
 OVERLAY = "k8s/overlays/prod/kustomization.yaml"

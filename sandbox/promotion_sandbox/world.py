@@ -8,16 +8,20 @@ end-to-end tests and the benchmark.
 from __future__ import annotations
 
 import base64
-import functools
 import json
-import subprocess
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from promotion_sandbox.argocd import application, application_status
-from promotion_sandbox.gitserver import init_bare_repo
+from promotion_sandbox.gitserver import (
+    branch_head,
+    commit_files,
+    commit_messages,
+    init_bare_repo,
+    last_commit,
+    read_remote_file,
+)
 from promotion_sandbox.registry import LocalRegistry
 
 OLD_VERSION = "v20250812-a1b2c3d"
@@ -26,6 +30,7 @@ UNTESTED_VERSION = "v20250826-0badc0d"
 COMPONENTS = ("tvhub-frontend", "tvhub-backend")
 REGISTRY_USER = "ci"
 REGISTRY_PASSWORD = "registry-s3cret-pw"  # noqa: S105 - a local sandbox's throw-away password
+PROD_OVERLAY = "k8s/overlays/prod/kustomization.yaml"
 
 
 def _deployment(component: str, registry: str) -> str:
@@ -78,11 +83,15 @@ def gitops_files(registry: str) -> dict[str, str]:
 
 
 class World:
-    """Registry (htpasswd auth) + bare git repository under `workdir`."""
+    """Registry (htpasswd auth) + bare git repository under `workdir`.
 
-    def __init__(self, workdir: Path) -> None:
+    `fork` gives another World on the same registry with a repository of its own, so a
+    session can share one registry while each test gets a fresh remote.
+    """
+
+    def __init__(self, workdir: Path, registry: LocalRegistry | None = None) -> None:
         self.workdir = workdir
-        self.registry = LocalRegistry(
+        self.registry = registry or LocalRegistry(
             workdir / "registry", auth="htpasswd", users={REGISTRY_USER: REGISTRY_PASSWORD}
         )
         self.repo = workdir / "git" / "tvhub-gitops.git"
@@ -93,7 +102,17 @@ class World:
         self.registry.start()
         for version in versions:
             self.push_version(version)
+        self.create_repo()
+
+    def create_repo(self) -> None:
+        """Create the bare repository with the initial GitOps layout."""
         init_bare_repo(self.repo, gitops_files(self.registry.host), message="initial layout")
+
+    def fork(self, workdir: Path) -> World:
+        """A World on this (running) registry with a fresh repository under `workdir`."""
+        other = World(workdir, self.registry)
+        other.create_repo()
+        return other
 
     def stop(self) -> None:
         """Stop the registry."""
@@ -115,41 +134,37 @@ class World:
                 f"team/{component}", version, username=REGISTRY_USER, password=REGISTRY_PASSWORD
             )
 
-    # -- what the remote holds -------------------------------------------------------
-    def _git(self, *args: str) -> str:
-        return subprocess.run(
-            ["git", f"--git-dir={self.repo}", *args], capture_output=True, text=True, check=True
-        ).stdout
+    def add_prod_like_overlays(self, count: int) -> list[str]:
+        """Commit `count` copies of the prod overlay (`k8s/overlays/prod-<i>`); return paths."""
+        prod = self.remote_file(PROD_OVERLAY)
+        paths = [f"k8s/overlays/prod-{index}" for index in range(count)]
+        commit_files(
+            self.repo,
+            {f"{path}/kustomization.yaml": prod for path in paths},
+            message=f"add {count} more prod-like overlays",
+        )
+        return paths
 
-    def remote_file(self, path: str, ref: str = "main") -> str:
-        """A file's content on the remote branch."""
-        return self._git("show", f"{ref}:{path}")
+    # -- what the remote holds (gitserver's bare-repo reader) ----------------------------
+    def remote_file(self, path: str) -> str:
+        """A file's content on the remote's main branch."""
+        return read_remote_file(self.repo, path)
 
-    def remote_messages(self, ref: str = "main") -> list[str]:
-        """Every commit message on the remote branch, newest first."""
-        return [m for m in self._git("log", "--format=%B%x00", ref).split("\x00\n") if m.strip()]
+    def remote_messages(self, *, since: str | None = None) -> list[str]:
+        """Every commit message on the remote's main branch (after `since`), newest first."""
+        return commit_messages(self.repo, since=since)
 
     def commit_file(self, path: str, text: str, message: str = "edit by a human") -> str:
-        """Commit one file straight to the remote branch, as a person would; return the sha."""
-        with tempfile.TemporaryDirectory() as tmp:
-            work = Path(tmp) / "work"
-            run = functools.partial(subprocess.run, check=True, capture_output=True, text=True)
-            run(["git", "clone", "-q", "--branch", "main", self.repo.as_uri(), str(work)])
-            (work / path).parent.mkdir(parents=True, exist_ok=True)
-            (work / path).write_text(text)
-            run(["git", "-C", str(work), "add", path])
-            identity = ["-c", "user.name=Human", "-c", "user.email=human@example.com"]
-            run(["git", "-C", str(work), *identity, "commit", "-q", "-m", message])
-            run(["git", "-C", str(work), "push", "-q", "origin", "main"])
-        return self.remote_head()
+        """Commit one file to the remote's main branch, as a person would; return the sha."""
+        return commit_files(self.repo, {path: text}, message=message)
 
-    def last_commit(self, ref: str = "main") -> str:
-        """The newest commit on the remote branch: short hash, author, message."""
-        return self._git("log", "-1", "--format=%h %an%n%B", ref)
+    def last_commit(self) -> str:
+        """The newest commit on the remote's main branch: short hash, author, message."""
+        return last_commit(self.repo)
 
-    def remote_head(self, ref: str = "main") -> str:
-        """The remote branch's head commit."""
-        return self._git("rev-parse", ref).strip()
+    def remote_head(self) -> str:
+        """The remote's main branch head commit."""
+        return branch_head(self.repo)
 
     # -- Kubernetes objects ----------------------------------------------------------
     def dockerconfigjson(self) -> str:
@@ -166,20 +181,10 @@ class World:
         git_url: str | None = None,
     ) -> list[dict[str, Any]]:
         """Secret, Argo CD Application (dev), and the dev and prod Environments."""
-        images = [{"name": image} for image in self.images()]
-        common = {
-            "images": images,
-            "registry": {"secretRef": {"name": "registry-pull"}, "insecure": True},
-        }
         url = git_url or self.git_url
-        prod_spec: dict[str, Any] = {
-            "git": {"url": url, "branch": "main"},
-            "overlay": {"path": "k8s/overlays/prod"},
-            "upstream": "tvhub-dev",
-            **common,
-        }
+        prod = self.prod_like_environment(namespace, "k8s/overlays/prod", git_url=url)
         if soak:
-            prod_spec["soak"] = soak
+            prod["spec"]["soak"] = soak
         return [
             {
                 "apiVersion": "v1",
@@ -196,11 +201,29 @@ class World:
                     "git": {"url": url, "branch": "main"},
                     "overlay": {"path": "k8s/overlays/dev"},
                     "health": {"argocd": {"application": "tvhub-dev", "namespace": namespace}},
-                    **common,
+                    **self._images_and_registry(),
                 },
             ),
-            _environment(namespace, "tvhub-prod", prod_spec),
+            prod,
         ]
+
+    def prod_like_environment(
+        self, namespace: str, overlay_path: str, *, git_url: str | None = None
+    ) -> dict[str, Any]:
+        """An Environment promoted from tvhub-dev, named `tvhub-<overlay folder>`."""
+        spec = {
+            "git": {"url": git_url or self.git_url, "branch": "main"},
+            "overlay": {"path": overlay_path},
+            "upstream": "tvhub-dev",
+            **self._images_and_registry(),
+        }
+        return _environment(namespace, f"tvhub-{Path(overlay_path).name}", spec)
+
+    def _images_and_registry(self) -> dict[str, Any]:
+        return {
+            "images": [{"name": image} for image in self.images()],
+            "registry": {"secretRef": {"name": "registry-pull"}, "insecure": True},
+        }
 
     def dev_application(
         self, namespace: str, version: str, *, health: str = "Healthy"

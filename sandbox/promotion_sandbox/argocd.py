@@ -8,10 +8,13 @@ Argo CD's own CRD) and writes `.status` the way Argo CD's application controller
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from promotion_sandbox.controlplane import REPO_ROOT
+from promotion_operator.domain.crdgen import custom_resource_definitions
+
+if TYPE_CHECKING:
+    from promotion_sandbox.kube import Kube
 
 APPLICATION_CRD: dict[str, Any] = {
     "apiVersion": "apiextensions.k8s.io/v1",
@@ -92,14 +95,22 @@ def application_status(
     }
 
 
-def install_crds(kubectl: Callable[..., Any]) -> None:
-    """Install our CRDs (from crds/) and Argo CD's Application CRD, and wait for them.
+def install_crds(kube: Kube) -> None:
+    """Install our CRDs and Argo CD's Application CRD, and wait until they are served.
 
-    `kubectl(*args, input_text=...)` runs the real kubectl against the cluster.
+    Ours come from the models' generator, which the committed `crds/` files match (a unit
+    test fails on drift), so the sandbox needs no checkout to find them.
     """
-    kubectl("apply", "--server-side", "-f", str(REPO_ROOT / "crds"))
-    kubectl("apply", "-f", "-", input_text=json.dumps(APPLICATION_CRD))
-    kubectl(
+    ours = custom_resource_definitions().values()
+    kube.kubectl(
+        "apply",
+        "--server-side",
+        "-f",
+        "-",
+        input_text=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(ours)}),
+    )
+    kube.apply(APPLICATION_CRD)
+    kube.kubectl(
         "wait",
         "--for=condition=Established",
         "crd/promotions.promotion.gitops.dev",

@@ -3,8 +3,9 @@
 Started the way controller-runtime's envtest does it: etcd on free loopback ports with
 fsync off, kube-apiserver with secure serving, RBAC authorization, a client-certificate
 admin in `system:masters` and a service-account signing key, so ServiceAccount tokens and
-RBAC behave as in a real cluster. The binaries come from `hack/build-binaries.sh` (built
-from the Go module proxy, cached per version outside the repo).
+RBAC behave as in a real cluster. The binaries come from the checkout's
+`hack/build-binaries.sh` (built from the Go module proxy, cached per version outside the
+repo), or from `PROMOTION_OPERATOR_BIN_DIR`.
 """
 
 from __future__ import annotations
@@ -20,20 +21,29 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from promotion_sandbox import procs
+from promotion_sandbox.argocd import install_crds
+from promotion_sandbox.kube import Kube
 from promotion_sandbox.pki import CertificateAuthority, rsa_private_key_pem
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-BUILD_SCRIPT = REPO_ROOT / "hack" / "build-binaries.sh"
+BUILD_SCRIPT = Path("hack") / "build-binaries.sh"
 
 
-def ensure_binaries() -> Path:
-    """Return the folder with etcd, kube-apiserver and kubectl, building them when missing."""
+def ensure_binaries(repo_root: Path | None) -> Path:
+    """The folder with etcd, kube-apiserver, kubectl and helm, building them when missing.
+
+    `PROMOTION_OPERATOR_BIN_DIR` names a ready folder; otherwise the build script of the
+    checkout at `repo_root` runs (cheap when its cache is warm).
+    """
     override = os.environ.get("PROMOTION_OPERATOR_BIN_DIR")
     if override:
         return Path(override)
-    result = subprocess.run(
-        ["bash", str(BUILD_SCRIPT)], check=True, stdout=subprocess.PIPE, text=True
-    )
+    script = (repo_root or Path.cwd()) / BUILD_SCRIPT
+    if not script.is_file():
+        raise FileNotFoundError(
+            f"{script} not found: give the promotion-operator checkout (--repo) "
+            "or set PROMOTION_OPERATOR_BIN_DIR"
+        )
+    result = subprocess.run(["bash", str(script)], check=True, stdout=subprocess.PIPE, text=True)
     return Path(result.stdout.strip().splitlines()[-1])
 
 
@@ -49,10 +59,17 @@ class ControlPlaneState:
 
 
 class ControlPlane(procs.Service):
-    """etcd + kube-apiserver in `workdir`; `kubeconfig` is the admin's."""
+    """etcd + kube-apiserver in `workdir`; `kubeconfig` is the admin's.
 
-    def __init__(self, workdir: Path, bin_dir: Path | None = None) -> None:
+    `repo_root` is the checkout whose build script provides the binaries (see
+    `ensure_binaries`); `bin_dir` skips that and uses a ready folder.
+    """
+
+    def __init__(
+        self, workdir: Path, *, repo_root: Path | None = None, bin_dir: Path | None = None
+    ) -> None:
         self.workdir = workdir
+        self.repo_root = repo_root
         self.bin_dir = bin_dir
         self.state_file = workdir / "state.json"
         self.kubeconfig = workdir / "kubeconfig"
@@ -61,7 +78,7 @@ class ControlPlane(procs.Service):
     # -- lifecycle -------------------------------------------------------------------
     def start(self, *, timeout: float = 90.0) -> ControlPlaneState:
         """Start both servers detached, wait for /readyz, write the kubeconfig."""
-        bin_dir = self.bin_dir or ensure_binaries()
+        bin_dir = self.bin_dir or ensure_binaries(self.repo_root)
         self.stop()
         if self.workdir.exists():
             shutil.rmtree(self.workdir)
@@ -153,23 +170,21 @@ class ControlPlane(procs.Service):
         self.state_file.unlink()
         self.state = None
 
+    def up(self) -> Kube:
+        """Start, install our CRDs and Argo CD's Application CRD; return the admin's client."""
+        self.start()
+        kube = self.kube
+        install_crds(kube)
+        return kube
+
     # -- helpers ---------------------------------------------------------------------
-    def kubectl(self, *args: str, input_text: str | None = None, check: bool = True) -> str:
-        """Run the matching kubectl as the admin; return stdout."""
+    @property
+    def kube(self) -> Kube:
+        """The running cluster as the admin, with the kubectl and helm built beside it."""
         if self.state is None:
             raise RuntimeError("control plane not started")
-        result = subprocess.run(
-            [str(Path(self.state.bin_dir) / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
-            input=input_text,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if check and result.returncode != 0:
-            raise subprocess.CalledProcessError(
-                result.returncode, result.args, result.stdout, result.stderr
-            )
-        return result.stdout
+        bin_dir = Path(self.state.bin_dir)
+        return Kube(self.kubeconfig, str(bin_dir / "kubectl"), str(bin_dir / "helm"))
 
     def _ssl_context(self, pki: Path) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
@@ -186,11 +201,10 @@ class ControlPlane(procs.Service):
             return False
 
     def _default_namespace_exists(self) -> bool:
-        try:
-            self.kubectl("get", "namespace", "default", "-o", "name")
-        except subprocess.CalledProcessError:
-            return False
-        return True
+        return (
+            self.kube.kubectl("get", "namespace", "default", "-o", "name", check=False).returncode
+            == 0
+        )
 
     def _write_kubeconfig(self, server: str, pki: Path) -> None:
         config = {

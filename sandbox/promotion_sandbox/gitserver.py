@@ -52,13 +52,17 @@ def _git_env() -> dict[str, str]:
     }
 
 
-def _git(*args: str, cwd: Path | None = None, strip: bool = True) -> str:
+def git(
+    *args: str, cwd: Path | None = None, strip: bool = True, input_bytes: bytes | None = None
+) -> str:
+    """Run git without user or system config as the sandbox committer; return stdout."""
     result = subprocess.run(
-        ["git", *args], cwd=cwd, env=_git_env(), capture_output=True, text=True, check=False
+        ["git", *args], cwd=cwd, env=_git_env(), input=input_bytes, capture_output=True, check=False
     )
+    stdout, stderr = result.stdout.decode(errors="replace"), result.stderr.decode(errors="replace")
     if result.returncode != 0:
-        raise RuntimeError(f"git {' '.join(args)} failed: {result.stderr.strip()}")
-    return result.stdout.strip() if strip else result.stdout
+        raise RuntimeError(f"git {' '.join(args)} failed: {stderr.strip()}")
+    return stdout.strip() if strip else stdout
 
 
 def init_bare_repo(
@@ -66,7 +70,7 @@ def init_bare_repo(
 ) -> None:
     """Create a bare repository at `path` whose `branch` holds one commit with `files`."""
     path.mkdir(parents=True, exist_ok=True)
-    _git("init", "--quiet", "--bare", f"--initial-branch={branch}", str(path))
+    git("init", "--quiet", "--bare", f"--initial-branch={branch}", str(path))
     commit_files(path, files, branch=branch, message=message)
 
 
@@ -86,12 +90,12 @@ def commit_files(
     """
     with tempfile.TemporaryDirectory(prefix="sandbox-git-") as scratch:
         work = Path(scratch) / "work"
-        _git("init", "--quiet", f"--initial-branch={branch}", str(work))
-        _git("remote", "add", "origin", str(repo), cwd=work)
-        has_branch = _git("ls-remote", "--heads", "origin", branch, cwd=work) != ""
+        git("init", "--quiet", f"--initial-branch={branch}", str(work))
+        git("remote", "add", "origin", str(repo), cwd=work)
+        has_branch = git("ls-remote", "--heads", "origin", branch, cwd=work) != ""
         if has_branch:
-            _git("fetch", "--quiet", "origin", branch, cwd=work)
-            _git("reset", "--quiet", "--hard", "FETCH_HEAD", cwd=work)
+            git("fetch", "--quiet", "origin", branch, cwd=work)
+            git("reset", "--quiet", "--hard", "FETCH_HEAD", cwd=work)
         for relative, text in files.items():
             target = work / relative
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -104,26 +108,52 @@ def commit_files(
             target.symlink_to(link)
         for relative in delete:
             (work / relative).unlink()
-        _git("add", "--all", cwd=work)
-        _git("commit", "--quiet", "--allow-empty", "-m", message, cwd=work)
-        _git("push", "--quiet", "origin", f"HEAD:refs/heads/{branch}", cwd=work)
-        return _git("rev-parse", "HEAD", cwd=work)
+        git("add", "--all", cwd=work)
+        git("commit", "--quiet", "--allow-empty", "-m", message, cwd=work)
+        git("push", "--quiet", "origin", f"HEAD:refs/heads/{branch}", cwd=work)
+        return git("rev-parse", "HEAD", cwd=work)
+
+
+# -- reading a bare repository: the one reader the tests, the demo and the bench use ---------
 
 
 def branch_head(repo: Path, branch: str = "main") -> str:
     """The sha `branch` points at in the bare repo."""
-    return _git("--git-dir", str(repo), "rev-parse", f"refs/heads/{branch}")
+    return git("--git-dir", str(repo), "rev-parse", f"refs/heads/{branch}")
 
 
-def commit_messages(repo: Path, branch: str = "main") -> list[str]:
-    """Full messages of every commit on `branch`, newest first."""
-    out = _git("--git-dir", str(repo), "log", "-z", "--format=%B", f"refs/heads/{branch}")
+def commit_messages(repo: Path, branch: str = "main", *, since: str | None = None) -> list[str]:
+    """Full messages of the commits on `branch` (only those after `since`), newest first."""
+    revision = f"refs/heads/{branch}" if since is None else f"{since}..refs/heads/{branch}"
+    out = git("--git-dir", str(repo), "log", "-z", "--format=%B", revision)
     return [message.strip() for message in out.split("\x00") if message.strip()]
+
+
+def last_commit(repo: Path, branch: str = "main") -> str:
+    """The newest commit on `branch`: short hash and author, then its message."""
+    return git("--git-dir", str(repo), "log", "-1", "--format=%h %an%n%B", f"refs/heads/{branch}")
 
 
 def read_remote_file(repo: Path, relative: str, branch: str = "main") -> str:
     """A file's text as committed on `branch` of the bare repo."""
-    return _git("--git-dir", str(repo), "show", f"refs/heads/{branch}:{relative}", strip=False)
+    return git("--git-dir", str(repo), "show", f"refs/heads/{branch}:{relative}", strip=False)
+
+
+def commit_count(repo: Path, branch: str = "main") -> int:
+    """How many commits `branch` holds."""
+    return int(git("--git-dir", str(repo), "rev-list", "--count", f"refs/heads/{branch}"))
+
+
+def tracked_files(repo: Path, branch: str = "main") -> list[str]:
+    """Every file path in `branch`'s tree."""
+    return git(
+        "--git-dir", str(repo), "ls-tree", "-r", "--name-only", f"refs/heads/{branch}"
+    ).split()
+
+
+def pack_mib(repo: Path) -> float:
+    """Size of the bare repo's packs, MiB."""
+    return sum(p.stat().st_size for p in (repo / "objects" / "pack").glob("*.pack")) / 2**20
 
 
 def generate_ssh_key(path: Path, *, comment: str = "promotion-sandbox") -> tuple[str, str]:
