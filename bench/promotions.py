@@ -45,7 +45,7 @@ from kubernetes import client, config
 from promotion_operator import API_GROUP, API_VERSION
 from promotion_operator.domain.overlay import set_image_tags
 from promotion_operator.domain.planning import commit_message
-from promotion_operator.gitops import GitRepository
+from promotion_operator.gitops import GitRepository, Reader
 from promotion_sandbox.controlplane import ControlPlane
 from promotion_sandbox.gitserver import commit_count, git, pack_mib, tracked_files
 from promotion_sandbox.history import add_history, ci_version
@@ -163,8 +163,8 @@ def bench_git(world: World, scratch: Path, runs: int) -> list[Row]:
     full.note = "sync + trailer scan (500 commits) + commit_and_push, as `promote()` does"
     cached.note = f"first sync (cold clone) took {cold:.3f} s"
 
-    def edit_to(new: str) -> Callable[[Path], dict[str, str]]:
-        return lambda tree: {PROD_OVERLAY: retag((tree / PROD_OVERLAY).read_text(), images, new)}
+    def edit_to(new: str) -> Callable[[Reader], dict[str, str]]:
+        return lambda read: {PROD_OVERLAY: retag(read(PROD_OVERLAY), images, new)}
 
     for run in range(runs):
         naive.samples.append(naive_promotion(url, scratch, images, ci_version(f"n{run}", run), 0))

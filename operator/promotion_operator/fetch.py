@@ -119,7 +119,7 @@ def fetch(
             connection.sock = _connect(parts.hostname, port, end, tls=tls, verify=verify)
         elif tls:
             tunnel = _tunnel(proxy, parts.hostname, port, end)
-            connection.sock = _wrap_tls(tunnel, parts.hostname, end, verify)
+            connection.sock = _wrap_tls(tunnel, parts.hostname, end, verify=verify)
         else:
             # A plain-HTTP request goes to the proxy whole, with its absolute URL.
             connection.sock = _connect(proxy.host, proxy.port, end, tls=False, verify=False)
@@ -251,11 +251,11 @@ def _connect(host: str, port: int, end: float, *, tls: bool, verify: bool | str)
     plain.deadline_at = end
     if not tls:
         return plain
-    return _wrap_tls(plain, host, end, verify)
+    return _wrap_tls(plain, host, end, verify=verify)
 
 
-def _wrap_tls(raw: socket.socket, host: str, end: float, verify: bool | str) -> socket.socket:
-    context = _tls_context(verify)
+def _wrap_tls(raw: socket.socket, host: str, end: float, *, verify: bool | str) -> socket.socket:
+    context = _tls_context(verify=verify)
     try:
         raw.settimeout(_remaining(end))
         # The handshake runs under the socket's timeout as one deadline (CPython's _ssl).
@@ -269,7 +269,7 @@ def _wrap_tls(raw: socket.socket, host: str, end: float, verify: bool | str) -> 
     return wrapped
 
 
-def _tls_context(verify: bool | str) -> ssl.SSLContext:
+def _tls_context(*, verify: bool | str) -> ssl.SSLContext:
     if verify is False:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False

@@ -27,7 +27,8 @@ class OperatorProcess:
     """`python -m promotion_operator run` watching `namespaces`, logging to a file.
 
     `kubeconfig` overrides the cluster's admin kubeconfig (to run as a ServiceAccount);
-    `env` adds environment variables (such as `PROMOTION_OPERATOR_CRASH_AT`). The cache
+    `env` adds environment variables (such as `PROMOTION_OPERATOR_CRASH_AT`), `extra_args`
+    command-line flags (such as `--leader-elect`). The cache
     folder is `workdir/cache` unless given, so a restarted operator finds its clones.
     """
 
@@ -43,6 +44,7 @@ class OperatorProcess:
         max_backoff: float = 2.0,
         log: Path | None = None,
         cache: Path | None = None,
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.kube = kube
         self.kubeconfig = kubeconfig or kube.kubeconfig
@@ -52,6 +54,7 @@ class OperatorProcess:
         self.env = dict(env)
         self.environment_refresh = environment_refresh
         self.max_backoff = max_backoff
+        self.extra_args = tuple(extra_args)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def argv(self) -> list[str]:
@@ -67,6 +70,7 @@ class OperatorProcess:
             f"--environment-refresh={self.environment_refresh:g}",
             f"--max-backoff={self.max_backoff:g}",
             *(f"--namespace={namespace}" for namespace in self.namespaces),
+            *self.extra_args,
         ]
 
     def start(self) -> Self:

@@ -85,7 +85,7 @@ def alices_promotion(kube: Kube, guarded: str) -> tuple[str, str]:
             KEY: "alice"
         }
 
-    def guarded() -> bool:
+    def refused() -> bool:
         spoof = as_user(
             kube, "mallory", "annotate", "promotion", "probe", "-n", namespace,
             f"{KEY}=bob", "--overwrite", "--dry-run=server",
@@ -96,7 +96,7 @@ def alices_promotion(kube: Kube, guarded: str) -> tuple[str, str]:
     wait_for("the mutating requested-by policy", stamped)
     made = as_user(kube, "alice", "create", "-f", "-", input_text=json.dumps(probe))
     assert made.returncode == 0, made.stderr
-    wait_for("the validating requested-by policy", guarded)
+    wait_for("the validating requested-by policy", refused)
     created = as_user(kube, "alice", "create", "-f", "-", input_text=json.dumps(request))
     assert created.returncode == 0, created.stderr
     assert requested_by(kube, namespace, name) == "alice"

@@ -20,14 +20,10 @@ from typing import Any
 import pytest
 
 from promotion_operator.domain.errors import PermanentError, Reason, RetryableError
+from promotion_operator.domain.images import RegistryCredentials
 from promotion_operator.domain.models import HealthStatus, HTTPHealth
 from promotion_operator.health import MAX_HEALTH_BODY, observe_http
-from promotion_operator.registry import (
-    MAX_MANIFEST_BYTES,
-    MAX_TOKEN_BYTES,
-    RegistryClient,
-    RegistryCredentials,
-)
+from promotion_operator.registry import MAX_MANIFEST_BYTES, MAX_TOKEN_BYTES, RegistryClient
 
 pytestmark = pytest.mark.integration
 
@@ -148,6 +144,7 @@ def drip_body(handler: BaseHTTPRequestHandler, server: Server) -> None:
 
 def redirect_to(target: Server, path: str | None = None) -> Callable[..., None]:
     def answer(handler: BaseHTTPRequestHandler, server: Server) -> None:
+        del server
         handler.send_response(307)
         handler.send_header("Location", f"{target.url}{path or handler.path}")
         handler.send_header("Content-Length", "0")
@@ -158,6 +155,7 @@ def redirect_to(target: Server, path: str | None = None) -> Callable[..., None]:
 
 def manifest(handler: BaseHTTPRequestHandler, server: Server) -> None:
     """Any request: the manifest exists (what a storage backend or a thief would say)."""
+    del server
     handler.send_response(200)
     handler.send_header("Docker-Content-Digest", DIGEST)
     handler.send_header("Content-Length", "0")
@@ -165,6 +163,7 @@ def manifest(handler: BaseHTTPRequestHandler, server: Server) -> None:
 
 
 def token_answer(handler: BaseHTTPRequestHandler, server: Server) -> None:
+    del server
     body = json.dumps({"token": TOKEN, "expires_in": 300}).encode()
     handler.send_response(200)
     handler.send_header("Content-Type", "application/json")

@@ -101,6 +101,7 @@ class FakeCluster:
 
     def list_deployments(self, namespace: str, selector: str | None) -> list[Object]:
         """Return the Deployments of a namespace (selectors are not modelled)."""
+        del selector
         return copy.deepcopy(self.deployments.get(namespace, []))
 
     def refresh_argocd_application(self, namespace: str, name: str) -> None:
@@ -235,10 +236,10 @@ class FakeRepository:
         del max_attempts, synced
         changes = edit(self.read_file)
         if not changes:
-            return PushResult(None, 1, False)
+            return PushResult(None, 1, changed=False)
         files = {**self.head.files, **changes}
         if files == self.head.files:
-            return PushResult(None, 1, False)
+            return PushResult(None, 1, changed=False)
         if self.before_each_push is not None:
             self.before_each_push()  # the world moves first: another request, CI, a human
         if before_push is not None:
@@ -248,7 +249,7 @@ class FakeRepository:
         commit = self._add(message, files)
         if self.lost_answers:  # the push landed, but its answer never reached us
             raise self.lost_answers.pop(0)
-        return PushResult(commit.sha, 1, True)
+        return PushResult(commit.sha, 1, changed=True)
 
     def file_at(self, revision: str, relative: str) -> str | None:
         """A file at a commit (`<sha>^` names its parent)."""

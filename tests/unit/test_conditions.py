@@ -12,8 +12,8 @@ T1 = "2025-01-01T10:05:00Z"
 
 
 def _ready(
-    status: bool | None,
     *,
+    status: bool | None,
     now: str,
     conditions: list[Condition] | None = None,
     reason: str = "Observed",
@@ -33,7 +33,7 @@ def _ready(
 
 @pytest.mark.parametrize(("status", "wire"), [(True, "True"), (False, "False"), (None, "Unknown")])
 def test_adds_a_missing_condition(status: bool | None, wire: str) -> None:
-    [condition] = _ready(status, now=T0, reason="Pending", message="waiting", generation=4)
+    [condition] = _ready(status=status, now=T0, reason="Pending", message="waiting", generation=4)
     assert condition == Condition(
         type="Ready",
         status=wire,
@@ -46,13 +46,18 @@ def test_adds_a_missing_condition(status: bool | None, wire: str) -> None:
 
 @pytest.mark.parametrize("empty", [None, []])
 def test_no_conditions_yet(empty: list[Condition] | None) -> None:
-    assert [c.type for c in _ready(True, now=T0, conditions=empty)] == ["Ready"]
+    assert [c.type for c in _ready(status=True, now=T0, conditions=empty)] == ["Ready"]
 
 
 def test_same_status_keeps_transition_time_but_follows_reason_message_generation() -> None:
-    before = _ready(False, now=T0, reason="Pending", message="waiting", generation=1)
+    before = _ready(status=False, now=T0, reason="Pending", message="waiting", generation=1)
     [after] = _ready(
-        False, now=T1, conditions=before, reason="Verifying", message="checking", generation=2
+        status=False,
+        now=T1,
+        conditions=before,
+        reason="Verifying",
+        message="checking",
+        generation=2,
     )
     assert after.last_transition_time == T0
     assert (after.status, after.reason, after.message, after.observed_generation) == (
@@ -67,8 +72,8 @@ def test_same_status_keeps_transition_time_but_follows_reason_message_generation
     ("first", "second"), [(False, True), (True, False), (None, True), (True, None)]
 )
 def test_status_change_moves_transition_time(first: bool | None, second: bool | None) -> None:
-    before = _ready(first, now=T0)
-    [after] = _ready(second, now=T1, conditions=before)
+    before = _ready(status=first, now=T0)
+    [after] = _ready(status=second, now=T1, conditions=before)
     assert after.last_transition_time == T1
 
 
@@ -76,11 +81,11 @@ def test_upsert_replaces_in_place_and_keeps_other_types() -> None:
     conditions = set_condition(
         None, type_="Verified", status=True, reason="Ok", message="", now=T0, generation=1
     )
-    conditions = _ready(False, now=T0, conditions=conditions)
+    conditions = _ready(status=False, now=T0, conditions=conditions)
     conditions = set_condition(
         conditions, type_="Stalled", status=False, reason="No", message="", now=T0, generation=1
     )
-    updated = _ready(True, now=T1, conditions=conditions, reason="Succeeded")
+    updated = _ready(status=True, now=T1, conditions=conditions, reason="Succeeded")
     assert [c.type for c in updated] == ["Verified", "Ready", "Stalled"]
     assert updated[0] == conditions[0]
     assert updated[2] == conditions[2]
@@ -92,15 +97,15 @@ def test_upsert_replaces_in_place_and_keeps_other_types() -> None:
 
 
 def test_does_not_mutate_its_input() -> None:
-    before = _ready(False, now=T0, reason="Pending")
+    before = _ready(status=False, now=T0, reason="Pending")
     snapshot = [c.model_copy(deep=True) for c in before]
-    _ready(True, now=T1, conditions=before, reason="Succeeded")
+    _ready(status=True, now=T1, conditions=before, reason="Succeeded")
     assert before == snapshot
 
 
 def test_observed_generation_can_be_cleared() -> None:
-    before = _ready(True, now=T0, generation=3)
-    [after] = _ready(True, now=T1, conditions=before, generation=None)
+    before = _ready(status=True, now=T0, generation=3)
+    [after] = _ready(status=True, now=T1, conditions=before, generation=None)
     assert after.observed_generation is None
 
 
@@ -108,7 +113,7 @@ def test_find_condition() -> None:
     conditions = set_condition(
         None, type_="Verified", status=True, reason="Ok", message="", now=T0, generation=1
     )
-    conditions = _ready(False, now=T1, conditions=conditions, reason="Pending")
+    conditions = _ready(status=False, now=T1, conditions=conditions, reason="Pending")
     ready = find_condition(conditions, "Ready")
     assert ready is not None
     assert (ready.type, ready.reason) == ("Ready", "Pending")

@@ -378,7 +378,7 @@ def _append_block_items(
     if last.flow_style:
         padded = text[last.start_mark.index + 1] == " "
         pad = " " * dash_col
-        lines = [f"{pad}- {_flow_item(i, t, style, padded)}" for i, t in missing.items()]
+        lines = [f"{pad}- {_flow_item(i, t, style, padded=padded)}" for i, t in missing.items()]
         return _insert_lines(text, at, lines, eol)
     key_col = last.start_mark.column
     before = text[: last.start_mark.index].rstrip(" ")
@@ -419,7 +419,7 @@ def _block_items(
     return lines
 
 
-def _flow_item(image: str, tag: str, style: str | None, padded: bool) -> str:
+def _flow_item(image: str, tag: str, style: str | None, *, padded: bool) -> str:
     pad = " " if padded else ""
     return f"{{{pad}name: {_render(image)}, newTag: {_render(tag, style)}{pad}}}"
 

@@ -218,21 +218,21 @@ class GitRepository:
                     self._sync_locked()
                 changes = edit(self.read_file)
                 if not changes:
-                    return PushResult(None, attempt, False)
+                    return PushResult(None, attempt, changed=False)
                 for relative, text in changes.items():
                     path = self._confined(relative)
                     path.parent.mkdir(parents=True, exist_ok=True)
                     path.write_bytes(text.encode("utf-8"))
                 self._git("add", "--all", "--", ".")
                 if self._run(["diff", "--cached", "--quiet"]).ok:
-                    return PushResult(None, attempt, False)  # edit rewrote identical text
+                    return PushResult(None, attempt, changed=False)  # edit rewrote identical text
                 # whitespace cleanup keeps lines starting with '#' (a reason may have them).
                 self._git("commit", "--no-verify", "--quiet", "--cleanup=whitespace", "-m", message)
                 commit = self._git("rev-parse", "HEAD")
                 if before_push is not None:
                     before_push()
                 if self._push():
-                    return PushResult(commit, attempt, True)
+                    return PushResult(commit, attempt, changed=True)
         raise GitPushRejectedError(
             f"push to branch {self.branch} of {self._shown_url} was rejected as "
             f"non-fast-forward {max_attempts} times in a row: the branch keeps moving"

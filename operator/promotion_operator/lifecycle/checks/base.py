@@ -147,7 +147,8 @@ class Check:
     """Checks that must have passed in this round before this one runs."""
 
     def applies(self, ctx: CheckContext) -> bool:
-        """Whether this check is part of this Promotion's verification."""
+        """Whether this check is part of this Promotion's verification (default: always)."""
+        del ctx
         return True
 
     def target(self, ctx: CheckContext) -> str:
