@@ -24,6 +24,9 @@ from support.operator import OperatorProcess, status_of, wait_for
 pytestmark = pytest.mark.e2e
 
 
+RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+
+
 @pytest.fixture
 def installed(kube: Kube) -> Iterator[tuple[str, str]]:
     """The chart's ServiceAccount and RBAC in a fresh namespace; yields (namespace, sa)."""
@@ -32,12 +35,10 @@ def installed(kube: Kube) -> Iterator[tuple[str, str]]:
     documents = render_chart(kube, release_ns)
     kinds = {doc["kind"] for doc in documents}
     assert {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment"} <= kinds
-    rbac = [
-        d for d in documents if d["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")
-    ]
+    rbac = [d for d in documents if d["kind"] in RBAC_KINDS]
     for doc in rbac:
         # one cluster, many test runs: give the cluster-scoped objects unique names
-        if doc["kind"] != "ServiceAccount":
+        if doc["kind"].startswith("Cluster"):
             doc["metadata"]["name"] += f"-{release_ns}"
         if doc["kind"] == "ClusterRoleBinding":
             doc["roleRef"]["name"] += f"-{release_ns}"
@@ -45,7 +46,7 @@ def installed(kube: Kube) -> Iterator[tuple[str, str]]:
     account = next(d for d in rbac if d["kind"] == "ServiceAccount")["metadata"]["name"]
     yield release_ns, account
     for doc in rbac:
-        if doc["kind"] != "ServiceAccount":
+        if doc["kind"].startswith("Cluster"):
             kube.kubectl("delete", doc["kind"].lower(), doc["metadata"]["name"], check=False)
     kube.kubectl("delete", "namespace", release_ns, "--wait=false", check=False)
 
@@ -156,7 +157,14 @@ def test_operator_promotes_under_the_charts_identity(
     for obj in fresh_world.objects(work_ns):
         kube.apply(obj)
     config = token_kubeconfig(kube, release_ns, account, tmp_path / "sa.kubeconfig")
-    operator = OperatorProcess(kube, tmp_path, [work_ns], kubeconfig=config).start()
+    operator = OperatorProcess(
+        kube,
+        tmp_path,
+        [work_ns],
+        kubeconfig=config,
+        # as the chart runs it: the Lease proves the leader-election RBAC too
+        extra_args=("--leader-elect", f"--leader-election-namespace={release_ns}"),
+    ).start()
     try:
         kube.kubectl(
             "apply",
@@ -206,7 +214,10 @@ def test_operator_promotes_under_the_charts_identity(
         ("delete", "promotions.promotion.gitops.dev", False),
         ("delete", "environments.promotion.gitops.dev", False),
         ("get", "applications.argoproj.io", True),
-        ("patch", "applications.argoproj.io", False),
+        # only to set the refresh annotation after a push
+        ("patch", "applications.argoproj.io", True),
+        ("update", "leases.coordination.k8s.io", True),
+        ("delete", "leases.coordination.k8s.io", False),
         ("list", "deployments.apps", True),
         ("patch", "deployments.apps", False),
         ("create", "pods", False),
@@ -222,8 +233,6 @@ def test_chart_rbac_is_least(
 
 # -- watchNamespaces: Secrets only where the operator watches ----------------------------
 
-RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
-
 
 @pytest.fixture
 def installed_watching(kube: Kube) -> Iterator[tuple[str, str, str, str]]:
@@ -234,12 +243,18 @@ def installed_watching(kube: Kube) -> Iterator[tuple[str, str, str, str]]:
         kube.kubectl("create", "namespace", name)
     documents = render_chart(kube, release_ns, f"watchNamespaces={{{watched}}}")
     rbac = [doc for doc in documents if doc["kind"] in RBAC_KINDS]
-    assert [(d["kind"], d["metadata"].get("namespace")) for d in rbac if "Role" in d["kind"]] == [
-        ("ClusterRole", None),
-        ("ClusterRoleBinding", None),
-        ("Role", watched),
-        ("RoleBinding", watched),
-    ]
+    assert sorted(
+        (d["kind"], d["metadata"].get("namespace") or "") for d in rbac if "Role" in d["kind"]
+    ) == sorted(
+        [
+            ("ClusterRole", ""),
+            ("ClusterRoleBinding", ""),
+            ("Role", release_ns),  # the leader-election Lease
+            ("RoleBinding", release_ns),
+            ("Role", watched),
+            ("RoleBinding", watched),
+        ]
+    )
     for doc in rbac:
         if doc["kind"].startswith("Cluster"):
             doc["metadata"]["name"] += f"-{release_ns}"
@@ -313,7 +328,12 @@ def test_without_watch_namespaces_secrets_stay_a_cluster_wide_get(kube: Kube) ->
     cluster_role = next(d for d in documents if d["kind"] == "ClusterRole")
     secret_rules = [r for r in cluster_role["rules"] if "secrets" in r["resources"]]
     assert secret_rules == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
-    assert not [d for d in documents if d["kind"] in ("Role", "RoleBinding")]
+    roles = [d for d in documents if d["kind"] in ("Role", "RoleBinding")]
+    # the only namespaced grant is the leader-election Lease, in the release's namespace
+    assert {(d["kind"], d["metadata"]["name"]) for d in roles} == {
+        ("Role", "promotion-operator-leader"),
+        ("RoleBinding", "promotion-operator-leader"),
+    }
 
 
 def test_a_namespace_pattern_cannot_get_per_namespace_roles(kube: Kube) -> None:

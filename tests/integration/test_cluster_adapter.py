@@ -118,13 +118,15 @@ def test_argocd_source_reads_what_argocd_writes(
     missing = observe(OperatorConfig(), cluster, env)
     assert missing.health == HealthStatus.UNKNOWN and "not found" in missing.message
     app = application("dev", namespace, "https://git.example.com/x.git", "k8s/overlays/dev")
-    app["status"] = application_status([f"{APP}:v2"], sync="OutOfSync", health="Progressing")
+    app["status"] = application_status(
+        [f"{APP}:v20250819-f3b8541"], sync="OutOfSync", health="Progressing"
+    )
     kube.apply(app)
     assert observe(OperatorConfig(), cluster, env).health == HealthStatus.PROGRESSING
-    app["status"] = application_status([f"{APP}:v2"])
+    app["status"] = application_status([f"{APP}:v20250819-f3b8541"])
     kube.apply(app)
     synced = observe(OperatorConfig(), cluster, env)
-    assert synced.health == HealthStatus.HEALTHY and synced.runs("v2")
+    assert synced.health == HealthStatus.HEALTHY and synced.runs("v20250819-f3b8541")
 
 
 def test_environment_status_is_written_through_the_subresource(
