@@ -13,8 +13,9 @@
 #     toxiproxy-server toxiproxy-cli                   (network faults between parts)
 # Env:   KUBE_VERSION (v1.36.3), ETCD_VERSION (v3.6.16), HELM_VERSION (v3.22.0),
 #        KWOK_VERSION (v0.7.0), KUSTOMIZE_VERSION (v5.8.1), TOXIPROXY_VERSION (v2.5.0),
-#        ARGOCD_VERSION (v3.2.12; v3.3+ replace gitops-engine with a local path the proxy
-#        cannot serve), PROMOTION_OPERATOR_CACHE (~/.cache/promotion-operator)
+#        ARGOCD_VERSION (v3.2.11: v3.2.12 does not compile, its controller/cache calls a
+#        settings.ValidateExternalURL the tag lacks; v3.3+ replace gitops-engine with a local
+#        path the proxy cannot serve), PROMOTION_OPERATOR_CACHE (~/.cache/promotion-operator)
 set -euo pipefail
 
 KUBE_VERSION="${KUBE_VERSION:-v1.36.3}"
@@ -23,7 +24,7 @@ HELM_VERSION="${HELM_VERSION:-v3.22.0}"
 KWOK_VERSION="${KWOK_VERSION:-v0.7.0}"
 KUSTOMIZE_VERSION="${KUSTOMIZE_VERSION:-v5.8.1}"
 TOXIPROXY_VERSION="${TOXIPROXY_VERSION:-v2.5.0}"
-ARGOCD_VERSION="${ARGOCD_VERSION:-v3.2.12}"
+ARGOCD_VERSION="${ARGOCD_VERSION:-v3.2.11}"
 CACHE="${PROMOTION_OPERATOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/promotion-operator}"
 BIN="$CACHE/bin/kube-$KUBE_VERSION-etcd-$ETCD_VERSION"
 # Tools that do not depend on the Kubernetes version live apart, so a KUBE_VERSION bump
