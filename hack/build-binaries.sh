@@ -224,7 +224,7 @@ run_unit() {
     flock "$fd"
   fi
   if ! unit_done "$unit"; then
-    log "building $unit (cold: minutes; see docs/development.md)"
+    log "building $unit (a few minutes on 2 cores; cached afterwards)"
     start=$SECONDS
     build="build_${unit%-v*}"
     mkdir "$work/$unit"
