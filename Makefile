@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv/bin
 SOURCES := operator sandbox tests bench
 
-.PHONY: setup demo test lint unit integration e2e crds bench clean
+.PHONY: setup demo test lint unit integration e2e crds bench clean image
 
 setup:
 	@bash hack/setup.sh
@@ -36,6 +36,12 @@ crds: setup
 
 bench: setup
 	$(VENV)/python bench/promotions.py
+
+# The operator image. BASE_IMAGE=debian:bookworm-slim (or any Debian bookworm image) where a
+# registry is reachable; otherwise the base is built here from the Debian mirror.
+image:
+	base="$(or $(BASE_IMAGE),$$(bash hack/build-base-image.sh))" && \
+	docker build --build-arg BASE_IMAGE="$$base" -t $(or $(IMAGE),promotion-operator:dev) .
 
 clean:
 	rm -rf .venv .sandbox
