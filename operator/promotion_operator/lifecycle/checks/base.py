@@ -158,3 +158,15 @@ class Check:
     def run(self, ctx: CheckContext) -> list[Outcome]:
         """Check, returning one outcome per target; may raise a PromotionError."""
         raise NotImplementedError
+
+
+class UpstreamCheck(Check):
+    """A check about the upstream Environment: it applies only when there is one."""
+
+    def applies(self, ctx: CheckContext) -> bool:
+        """Only for an Environment with an upstream."""
+        return bool(ctx.env.spec.upstream)
+
+    def target(self, ctx: CheckContext) -> str:
+        """The upstream's name."""
+        return ctx.env.spec.upstream or ""

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from promotion_operator.domain.errors import CheckName, Reason, RetryableError
 from promotion_operator.domain.models import parse_duration
-from promotion_operator.lifecycle.checks.base import Check, CheckContext, Outcome
+from promotion_operator.lifecycle.checks.base import CheckContext, Outcome, UpstreamCheck
 from promotion_operator.lifecycle.observe import healthy_for
 
 
-class Soak(Check):
+class Soak(UpstreamCheck):
     """Waits out the soak, telling the lifecycle when to look again."""
 
     name = CheckName.SOAK
@@ -17,10 +17,6 @@ class Soak(Check):
     def applies(self, ctx: CheckContext) -> bool:
         """Only when the Environment asks for a soak."""
         return bool(ctx.env.spec.upstream and ctx.env.spec.soak)
-
-    def target(self, ctx: CheckContext) -> str:
-        """The upstream's name."""
-        return ctx.env.spec.upstream or ""
 
     def run(self, ctx: CheckContext) -> list[Outcome]:
         """Passed once the healthy run of this version is as long as the soak."""

@@ -4,22 +4,14 @@ from __future__ import annotations
 
 from promotion_operator.domain.errors import CheckName, Reason, RetryableError
 from promotion_operator.domain.models import HealthStatus
-from promotion_operator.lifecycle.checks.base import Check, CheckContext, Outcome
+from promotion_operator.lifecycle.checks.base import CheckContext, Outcome, UpstreamCheck
 
 
-class UpstreamHealthy(Check):
+class UpstreamHealthy(UpstreamCheck):
     """Waits while the upstream is Progressing, Degraded or Unknown."""
 
     name = CheckName.UPSTREAM_HEALTHY
     needs = (CheckName.VERSION_PATTERN,)
-
-    def applies(self, ctx: CheckContext) -> bool:
-        """Only for an Environment with an upstream."""
-        return bool(ctx.env.spec.upstream)
-
-    def target(self, ctx: CheckContext) -> str:
-        """The upstream's name."""
-        return ctx.env.spec.upstream or ""
 
     def run(self, ctx: CheckContext) -> list[Outcome]:
         """Passed when the upstream's combined health is Healthy."""

@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 from promotion_operator.domain.errors import CheckName, Reason, RetryableError
-from promotion_operator.lifecycle.checks.base import Check, CheckContext, Outcome
+from promotion_operator.lifecycle.checks.base import CheckContext, Outcome, UpstreamCheck
 
 
-class UpstreamVersion(Check):
+class UpstreamVersion(UpstreamCheck):
     """Waits while the upstream runs another tag of any of our images."""
 
     name = CheckName.UPSTREAM_VERSION
     needs = (CheckName.UPSTREAM_HEALTHY,)
-
-    def applies(self, ctx: CheckContext) -> bool:
-        """Only for an Environment with an upstream."""
-        return bool(ctx.env.spec.upstream)
-
-    def target(self, ctx: CheckContext) -> str:
-        """The upstream's name."""
-        return ctx.env.spec.upstream or ""
 
     def run(self, ctx: CheckContext) -> list[Outcome]:
         """Passed when every image runs the version upstream."""
