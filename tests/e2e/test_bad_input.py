@@ -44,12 +44,10 @@ class Scene:
     world: World
     ns: str
     new_namespace: Callable[[str], str]
-    objects: list[dict[str, Any]] = field(default_factory=list)
 
     def apply_world(self) -> None:
         """The good world's objects in this namespace."""
-        self.objects = self.world.objects(self.ns)
-        self.kube.apply(*self.objects)
+        self.kube.apply(*self.world.objects(self.ns))
 
     def set_prod_spec(self, **changes: Any) -> None:
         """Apply the prod Environment with `changes` (camelCase spec fields) merged in."""
@@ -186,13 +184,11 @@ def invalid_version_pattern(scene: Scene) -> None:
 
 def upstream_without_health(scene: Scene) -> None:
     scene.apply_world()
-    dev = next(
-        o
-        for o in scene.objects
-        if o["kind"] == "Environment" and o["metadata"]["name"] == "tvhub-dev"
+    # a JSON patch carries no resourceVersion: the operator's status writes cannot conflict
+    remove = json.dumps([{"op": "remove", "path": "/spec/health"}])
+    scene.kube.kubectl(
+        "patch", "environment", "tvhub-dev", "-n", scene.ns, "--type=json", f"--patch={remove}"
     )
-    del dev["spec"]["health"]
-    scene.kube.kubectl("replace", "-f", "-", input_text=json.dumps(dev))
 
 
 def unknown_upstream(scene: Scene) -> None:
