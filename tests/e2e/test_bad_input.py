@@ -8,7 +8,6 @@ operator must still carry a good Promotion to the end afterwards.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -18,8 +17,16 @@ import pytest
 
 from promotion_sandbox.kube import Kube
 from promotion_sandbox.operator import OperatorProcess
-from promotion_sandbox.world import NEW_VERSION, REGISTRY_PASSWORD, REGISTRY_USER, World, promotion
-from support.operator import status_of, wait_for, wait_phase
+from promotion_sandbox.watch import PhaseWatch
+from promotion_sandbox.world import (
+    NEW_VERSION,
+    OLD_VERSION,
+    REGISTRY_PASSWORD,
+    REGISTRY_USER,
+    World,
+    promotion,
+)
+from support.operator import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -37,12 +44,10 @@ class Scene:
     world: World
     ns: str
     new_namespace: Callable[[str], str]
-    objects: list[dict[str, Any]] = field(default_factory=list)
 
     def apply_world(self) -> None:
         """The good world's objects in this namespace."""
-        self.objects = self.world.objects(self.ns)
-        self.kube.apply(*self.objects)
+        self.kube.apply(*self.world.objects(self.ns))
 
     def set_prod_spec(self, **changes: Any) -> None:
         """Apply the prod Environment with `changes` (camelCase spec fields) merged in."""
@@ -179,13 +184,11 @@ def invalid_version_pattern(scene: Scene) -> None:
 
 def upstream_without_health(scene: Scene) -> None:
     scene.apply_world()
-    dev = next(
-        o
-        for o in scene.objects
-        if o["kind"] == "Environment" and o["metadata"]["name"] == "tvhub-dev"
+    # a JSON patch carries no resourceVersion: the operator's status writes cannot conflict
+    remove = json.dumps([{"op": "remove", "path": "/spec/health"}])
+    scene.kube.kubectl(
+        "patch", "environment", "tvhub-dev", "-n", scene.ns, "--type=json", f"--patch={remove}"
     )
-    del dev["spec"]["health"]
-    scene.kube.kubectl("replace", "-f", "-", input_text=json.dumps(dev))
 
 
 def unknown_upstream(scene: Scene) -> None:
@@ -334,46 +337,54 @@ CASES = [
 
 @dataclass
 class Healthy:
-    """A good world in a namespace of its own, to show the operator still works."""
+    """A good world in a namespace of its own, to show the operator still works.
+
+    Prod swings between two versions already in the registry: each swing is a real
+    promotion (verification, commit, push) and costs no image upload.
+    """
 
     kube: Kube
     world: World
     ns: str
+    watch: PhaseWatch
+    prod: str = OLD_VERSION
+    dev: str = NEW_VERSION
 
-    def promote_a_new_version(self, operator: OperatorProcess, case: str) -> None:
-        """CI builds a new version, dev runs it, a Promotion carries it to prod."""
-        version = f"v20251001-{hashlib.sha256(case.encode()).hexdigest()[:7]}"
-        self.world.push_version(version)
-        self.kube.apply(self.world.dev_application(self.ns, version))
+    def promote_the_other_version(self, operator: OperatorProcess, case: str) -> None:
+        """Dev runs the version prod does not; a Promotion carries it to prod."""
+        version = NEW_VERSION if self.prod == OLD_VERSION else OLD_VERSION
+        if self.dev != version:
+            self.kube.apply(self.world.dev_application(self.ns, version))
+            self.dev = version
         before = self.world.remote_head()
         self.kube.apply(promotion(self.ns, f"good-{case}", version))
-        status = wait_phase(self.kube, operator, self.ns, f"good-{case}", "Succeeded")
+        status = final_status(self.watch, operator, f"good-{case}")
+        assert status["phase"] == "Succeeded", status
         assert status["commit"] == self.world.remote_head() != before
+        self.prod = version
 
 
 @pytest.fixture(scope="module")
 def healthy(
-    kube: Kube,
-    world: World,
-    tmp_path_factory: pytest.TempPathFactory,
+    kube: Kube, world: World, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Healthy]:
     """One good world for the module, watched by the session operator."""
     mine = world.fork(tmp_path_factory.mktemp("healthy"))
-    with kube.namespace("e2e") as ns:
+    with kube.namespace("e2e") as ns, PhaseWatch(kube, ns) as watch:
         kube.apply(*mine.objects(ns))
-        yield Healthy(kube, mine, ns)
+        yield Healthy(kube, mine, ns, watch)
 
 
-def fail_with(scene: Scene, name: str, reason: str) -> dict[str, Any]:
-    """Wait until Promotion `name` failed; check the Ready condition's reason; no commit."""
-    status: dict[str, Any] = wait_for(
-        f"{name} to fail",
-        lambda: (s := status_of(scene.kube, scene.ns, name)).get("phase") == "Failed" and s,
-        logs=scene.operator.logs,
-    )
-    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
-    assert (ready["status"], ready["reason"]) == ("False", reason), status
-    assert "commit" not in status
+FINAL = frozenset({"Succeeded", "Failed", "Superseded"})
+
+
+def final_status(watch: PhaseWatch, operator: OperatorProcess, name: str) -> dict[str, Any]:
+    """The status Promotion `name` ends with, as the watch saw it written."""
+    try:
+        done = watch.wait(name, FINAL, timeout=60)
+    except TimeoutError as error:
+        raise AssertionError(f"{error}\n{operator.logs()[-4000:]}") from None
+    status: dict[str, Any] = done.obj["status"]
     return status
 
 
@@ -390,12 +401,20 @@ def test_bad_input_fails_clearly_and_commits_nothing(
     scene = Scene(kube, operator, fresh_world, e2e_namespace, new_namespace)
     case.breaks(scene)
     before = fresh_world.remote_head()
-    kube.apply(promotion(e2e_namespace, "p", case.version, **case.spec))
+    with PhaseWatch(kube, e2e_namespace) as watch:
+        kube.apply(promotion(e2e_namespace, "p", case.version, **case.spec))
+        status = final_status(watch, operator, "p")
 
-    status = fail_with(scene, "p", case.reason)
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (status["phase"], ready["status"], ready["reason"]) == (
+        "Failed",
+        "False",
+        case.reason,
+    ), status
+    assert "commit" not in status
     for fragment in case.fragments:
         assert fragment.format(registry=fresh_world.registry.host) in status["message"], status
     if case.also is not None:
         case.also(scene, status)
     assert fresh_world.remote_head() == before
-    healthy.promote_a_new_version(operator, case.id)
+    healthy.promote_the_other_version(operator, case.id)
