@@ -46,9 +46,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--history", type=int, default=10_000)
     parser.add_argument("--settle", type=float, default=300.0, help="seconds before the last RSS")
     parser.add_argument("--burst", type=int, default=100)
+    parser.add_argument("--workdir", help="keep everything here (default: a new temp folder)")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="promotion-scale-") as scratch:
-        results = run(Path(scratch), args.environments, args.history, args.settle, args.burst)
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="promotion-scale-"))
+    print(f"work folder (operator log, control plane): {workdir}", file=sys.stderr)
+    results = run(workdir, args.environments, args.history, args.settle, args.burst)
     print(json.dumps(results, indent=2))
     print(markdown(results))
     return 0
@@ -59,10 +61,9 @@ def run(
 ) -> dict[str, Any]:
     """The whole measurement; returns the figures."""
     plane = ControlPlane(workdir / "control-plane", repo_root=ROOT)
-    plane.start()
+    kube = plane.up()
     world = World(workdir / "world")
     try:
-        kube = plane.kube
         world.start()
         return _measure(kube, world, workdir, environments, history, settle, burst)
     finally:
@@ -247,6 +248,14 @@ def _succeeded(api: client.CustomObjectsApi, namespace: str, name: str) -> Calla
 
 
 def _phase(api: client.CustomObjectsApi, namespace: str, name: str) -> str | None:
+    try:
+        return _phase_once(api, namespace, name)
+    except client.ApiException as error:  # an API server busy with the start: look again
+        print(f"GET promotion {name}: {error.status} {error.reason}", file=sys.stderr)
+        return None
+
+
+def _phase_once(api: client.CustomObjectsApi, namespace: str, name: str) -> str | None:
     obj = cast(
         dict[str, Any],
         api.get_namespaced_custom_object(GROUP, VERSION, namespace, "promotions", name),
