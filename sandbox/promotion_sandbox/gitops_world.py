@@ -504,12 +504,21 @@ class ArgoCDWorld(procs.Service):
         files = [arg for crd in crds for arg in ("-f", str(crd))]
         # --force-conflicts: the stand-in CRD's fields belong to client-side apply
         self.kube.kubectl("apply", "--server-side", "--force-conflicts", *files)
-        self.kube.kubectl(
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            APPLICATIONS,
-            "appprojects.argoproj.io",
+        # a CRD just created has no conditions yet, on which `kubectl wait` fails at once
+        procs.wait_until(
+            lambda: (
+                self.kube.kubectl(
+                    "wait",
+                    "--for=condition=Established",
+                    "--timeout=5s",
+                    f"crd/{APPLICATIONS}",
+                    "crd/appprojects.argoproj.io",
+                    check=False,
+                ).returncode
+                == 0
+            ),
+            timeout=START_TIMEOUT,
+            what="Argo CD's CRDs Established",
         )
         self.kube.kubectl("create", "namespace", self.namespace, check=False)
         self.kube.apply(*argocd_settings(self.namespace))
