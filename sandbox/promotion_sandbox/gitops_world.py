@@ -41,6 +41,9 @@ ARGOCD_NAMESPACE = "argocd"
 IN_CLUSTER = "https://kubernetes.default.svc"
 NODE_NAME = "kwok-node-0"
 APPLICATIONS = "applications.argoproj.io"
+# What the application-controller reads. The ApplicationSet CRD (1 MB, three quarters of the
+# bytes) belongs to a controller this world does not run.
+ARGOCD_CRDS = ("application-crd.yaml", "appproject-crd.yaml")
 DEV_OVERLAY = "k8s/overlays/dev/kustomization.yaml"
 START_TIMEOUT = 60.0
 
@@ -500,8 +503,8 @@ class ArgoCDWorld(procs.Service):
     def _install_argocd_objects(self) -> None:
         """Argo CD's CRDs (replacing the sandbox's stand-in Application CRD: same group,
         names and version), its settings and AppProject."""
-        crds = sorted((argocd_module_dir() / "manifests" / "crds").glob("*-crd.yaml"))
-        files = [arg for crd in crds for arg in ("-f", str(crd))]
+        folder = argocd_module_dir() / "manifests" / "crds"
+        files = [arg for crd in ARGOCD_CRDS for arg in ("-f", str(folder / crd))]
         # --force-conflicts: the stand-in CRD's fields belong to client-side apply
         self.kube.kubectl("apply", "--server-side", "--force-conflicts", *files)
         # a CRD just created has no conditions yet, on which `kubectl wait` fails at once
