@@ -1,8 +1,10 @@
 """Argo CD's Application kind, for clusters without Argo CD: the CRD and status writes.
 
-Argo CD itself cannot run here; the operator only *reads* Applications, so the sandbox
+The operator only *reads* Applications, so most tests need no Argo CD: the sandbox
 installs a CRD with the same group, names and status shape (no status subresource, as in
 Argo CD's own CRD) and writes `.status` the way Argo CD's application controller does.
+The statuses written here also pass Argo CD's own CRD, which `gitops_world.ArgoCDWorld`
+installs in its place when it runs the real Argo CD.
 """
 
 from __future__ import annotations
@@ -64,6 +66,9 @@ APPLICATION_CRD: dict[str, Any] = {
 }
 
 
+SYNC_STARTED_AT = "2025-08-19T10:00:00Z"
+
+
 def application(name: str, namespace: str, repo_url: str, path: str) -> dict[str, Any]:
     """An Application that deploys `path` of `repo_url` (as a user would write it)."""
     return {
@@ -91,7 +96,13 @@ def application_status(
         "health": {"status": health},
         "sync": {"status": sync, "revision": revision},
         "summary": {"images": list(images)},
-        "operationState": {"phase": operation_phase, "syncResult": {"revision": revision}},
+        # `operation` and `startedAt` are required by Argo CD's CRD
+        "operationState": {
+            "operation": {"sync": {"revision": revision}},
+            "phase": operation_phase,
+            "startedAt": SYNC_STARTED_AT,
+            "syncResult": {"revision": revision},
+        },
     }
 
 
