@@ -22,7 +22,9 @@ from promotion_operator.domain.errors import (
 )
 from promotion_operator.domain.models import Check as CheckRecord
 from promotion_operator.domain.models import CheckState
+from promotion_operator.domain.planning import Trailer
 from promotion_operator.health import Observation
+from promotion_operator.k8s import Object
 from promotion_operator.lifecycle.config import OperatorConfig
 from promotion_operator.lifecycle.credentials import registry_credentials
 from promotion_operator.lifecycle.objects import Environment, Promotion, load_environment
@@ -96,6 +98,8 @@ class CheckContext:
         self.promotion = promotion
         self.env = env
         self.moment = moment
+        self.audit: list[tuple[Trailer, str]] = []
+        """What checks record for the commit's trailers (who approved, an override)."""
 
     @property
     def version(self) -> str:
@@ -110,6 +114,11 @@ class CheckContext:
             registry_credentials(self.ports.cluster, self.env),
             insecure=access.insecure if access else False,
         )
+
+    @functools.cached_property
+    def promotion_policies(self) -> list[Object]:
+        """The cluster's PromotionPolicies (cluster-scoped, a platform team's few)."""
+        return self.ports.cluster.list_promotion_policies()
 
     @functools.cached_property
     def upstream(self) -> Upstream:

@@ -1,0 +1,110 @@
+"""PromotionWindow: no freeze, and the moment is inside the promotion windows.
+
+Windows come from the Environment (`spec.windows`) and from every cluster-scoped
+PromotionPolicy; a policy's `freeze` stops every Promotion (stop the line). While closed,
+the Promotion waits with the time the windows open and is looked at again then.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import ValidationError
+
+from promotion_operator.domain.errors import CheckName, Reason, RetryableError
+from promotion_operator.domain.models import PromotionPolicySpec
+from promotion_operator.domain.planning import Trailer
+from promotion_operator.domain.times import parse_time, timestamp
+from promotion_operator.domain.windows import WindowState, evaluate
+from promotion_operator.lifecycle.checks.base import Check, CheckContext, Outcome
+
+
+class PromotionWindow(Check):
+    """Waits while a policy freezes promotions or a window is closed."""
+
+    name = CheckName.WINDOW
+    needs = (CheckName.VERSION_PATTERN,)
+
+    def applies(self, ctx: CheckContext) -> bool:
+        """When the Environment has windows or any PromotionPolicy exists."""
+        return bool(ctx.env.spec.windows) or bool(ctx.promotion_policies)
+
+    def target(self, ctx: CheckContext) -> str:
+        """The Environment the windows guard."""
+        return ctx.env.name
+
+    def run(self, ctx: CheckContext) -> list[Outcome]:
+        """Passed when open (or overridden); waiting until the next opening otherwise."""
+        target = self.target(ctx)
+        policies: list[tuple[str, PromotionPolicySpec]] = []
+        for obj in ctx.promotion_policies:
+            name = str((obj.get("metadata") or {}).get("name", "?"))
+            try:
+                policies.append((name, PromotionPolicySpec.model_validate(obj.get("spec") or {})))
+            except ValidationError as error:
+                # fail closed: a platform team's gate that cannot be read still holds
+                invalid = RetryableError(
+                    Reason.INVALID_SPEC, f"PromotionPolicy {name} is invalid, fix it: {error}"
+                )
+                return [Outcome.waiting(target, invalid)]
+        frozen = [(name, spec) for name, spec in policies if spec.freeze]
+        if frozen:
+            name, spec = frozen[0]
+            why = f": {spec.message}" if spec.message else ""
+            return [
+                Outcome.waiting(
+                    target,
+                    RetryableError(
+                        Reason.PROMOTIONS_FROZEN,
+                        f"promotions are frozen by PromotionPolicy {name}{why} (the platform "
+                        f"team lifts it with `kubectl patch promotionpolicy {name} --type=merge "
+                        """-p '{"spec":{"freeze":false}}'`)""",
+                    ),
+                )
+            ]
+        override = ctx.promotion.spec.override_window
+        mine = [w.schedule_of(f"Environment {ctx.env.name}") for w in ctx.env.spec.windows or ()]
+        theirs = [
+            (spec.allow_override, w.schedule_of(f"PromotionPolicy {name}"))
+            for name, spec in policies
+            for w in spec.windows or ()
+        ]
+        binding = [] if override else mine
+        binding += [s for overridable, s in theirs if not (override and overridable)]
+        state = evaluate(binding, ctx.moment)
+        if not state.open:
+            return [_closed(ctx, target, state)]
+        if override:
+            unbound = evaluate(mine + [s for _, s in theirs], ctx.moment)
+            if not unbound.open:
+                ctx.audit.append((Trailer.WINDOW_OVERRIDE, unbound.blocking))
+                overridden = f"overridden (spec.overrideWindow): {unbound.blocking}"
+                return [Outcome.passed(target, overridden)]
+        return [Outcome.passed(target, "open" if binding else "no windows")]
+
+
+def _closed(ctx: CheckContext, target: str, state: WindowState) -> Outcome:
+    if state.opens_at is not None:
+        when = f"opens at {timestamp(state.opens_at)}"
+        retry_after: float | None = (state.opens_at - ctx.moment).total_seconds()
+        deadline = _deadline(ctx)
+        if deadline is not None and state.opens_at > deadline:
+            when += f", after this Promotion's timeout ({timestamp(deadline)}): raise spec.timeout"
+    else:
+        until = state.searched_until
+        when = f"does not open before {timestamp(until)}" if until else "never opens again"
+        retry_after = (until - ctx.moment).total_seconds() if until else None
+    hint = ""
+    if state.blocking.startswith("Environment ") and not ctx.promotion.spec.override_window:
+        hint = " (spec.overrideWindow: true promotes anyway, with the approvals required)"
+    closed = RetryableError(
+        Reason.WINDOW_CLOSED, f"promotion window closed by {state.blocking}; {when}{hint}"
+    )
+    return Outcome.waiting(target, closed, retry_after=retry_after)
+
+
+def _deadline(ctx: CheckContext) -> dt.datetime | None:
+    promotion = ctx.promotion
+    if not promotion.current or not promotion.status.started_at:
+        return None
+    return parse_time(promotion.status.started_at) + promotion.spec.timeout_delta()
