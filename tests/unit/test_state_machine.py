@@ -559,6 +559,14 @@ CASES = {
         "PromotionPolicy stop: deny window 'quarter-end'",
         spec={"timeout": "2m", "overrideWindow": True},
     ),
+    "a freeze of other namespaces leaves this one alone": Case(
+        _policy(freeze=True, namespaces=["payroll"]),
+        Phase.SUCCEEDED,
+        Reason.PROMOTED,
+        "promoted",
+        commits=1,
+        checks=_GATED,
+    ),
     "overrideWindow passes a policy's window that allows overrides": Case(
         _policy(windows=[_closed_for(600, "quarter-end")], allowOverride=True),
         Phase.SUCCEEDED,

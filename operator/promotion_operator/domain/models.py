@@ -530,9 +530,14 @@ class PromotionApprovalSpec(Model):
 class PromotionPolicySpec(Model):
     """Operator-wide gates a platform team owns (cluster-scoped)."""
 
+    namespaces: list[Name] | None = Field(
+        default=None,
+        max_length=1024,
+        description="The namespaces this policy covers; leave out for the whole cluster.",
+    )
     freeze: bool = Field(
         default=False,
-        description="Stop the line: no Promotion anywhere is pushed while true.",
+        description="Stop the line: no Promotion in its namespaces is pushed while true.",
     )
     message: str | None = Field(
         default=None, max_length=1024, description="Why, shown on every waiting Promotion."

@@ -16,6 +16,7 @@ from promotion_operator.domain.models import PromotionPolicySpec
 from promotion_operator.domain.planning import Trailer
 from promotion_operator.domain.times import parse_time, timestamp
 from promotion_operator.domain.windows import WindowState, evaluate
+from promotion_operator.k8s import Object
 from promotion_operator.lifecycle.checks.base import Check, CheckContext, Outcome
 
 
@@ -27,7 +28,9 @@ class PromotionWindow(Check):
 
     def applies(self, ctx: CheckContext) -> bool:
         """When the Environment has windows or any PromotionPolicy exists."""
-        return bool(ctx.env.spec.windows) or bool(ctx.promotion_policies)
+        return bool(ctx.env.spec.windows) or any(
+            _covers(obj, ctx) for obj in ctx.promotion_policies
+        )
 
     def target(self, ctx: CheckContext) -> str:
         """The Environment the windows guard."""
@@ -38,15 +41,18 @@ class PromotionWindow(Check):
         target = self.target(ctx)
         policies: list[tuple[str, PromotionPolicySpec]] = []
         for obj in ctx.promotion_policies:
+            if not _covers(obj, ctx):
+                continue
             name = str((obj.get("metadata") or {}).get("name", "?"))
             try:
-                policies.append((name, PromotionPolicySpec.model_validate(obj.get("spec") or {})))
+                spec = PromotionPolicySpec.model_validate(obj.get("spec") or {})
             except ValidationError as error:
                 # fail closed: a platform team's gate that cannot be read still holds
                 invalid = RetryableError(
                     Reason.INVALID_SPEC, f"PromotionPolicy {name} is invalid, fix it: {error}"
                 )
                 return [Outcome.waiting(target, invalid)]
+            policies.append((name, spec))
         frozen = [(name, spec) for name, spec in policies if spec.freeze]
         if frozen:
             name, spec = frozen[0]
@@ -81,6 +87,12 @@ class PromotionWindow(Check):
                 overridden = f"overridden (spec.overrideWindow): {unbound.blocking}"
                 return [Outcome.passed(target, overridden)]
         return [Outcome.passed(target, "open" if binding else "no windows")]
+
+
+def _covers(policy: Object, ctx: CheckContext) -> bool:
+    """Whether a PromotionPolicy covers the Promotion's namespace (no list: every one)."""
+    namespaces = (policy.get("spec") or {}).get("namespaces")
+    return namespaces is None or ctx.promotion.namespace in namespaces
 
 
 def _closed(ctx: CheckContext, target: str, state: WindowState) -> Outcome:
