@@ -169,9 +169,12 @@ def test_a_closed_window_waits_then_promotes_when_it_opens(
     kube: Kube, operator: OperatorProcess, fresh_world: World, e2e_namespace: str
 ) -> None:
     ns = e2e_namespace
-    until = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(seconds=8)
+    gated_world(kube, fresh_world, ns)
+    # closed for a few seconds from now: long enough to be seen waiting on a loaded machine
+    until = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(seconds=15)
     deploy_freeze = {"kind": "deny", "name": "deploy-freeze", "until": timestamp(until)}
-    gated_world(kube, fresh_world, ns, windows=[deploy_freeze])
+    patch = json.dumps({"spec": {"windows": [deploy_freeze]}})
+    kube.kubectl("patch", "environment", "tvhub-prod", "-n", ns, "--type=merge", "-p", patch)
     kube.apply(promotion(ns, "after-freeze", NEW_VERSION))
 
     waiting = wait_for(

@@ -179,6 +179,17 @@ class HealthSources(Model):
 class ApprovalPolicy(Model):
     """Four eyes: how many people other than the requester must approve a Promotion."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.users) || has(self.groups)",
+                    "message": "approval needs users or groups: who may approve",
+                }
+            ]
+        }
+    )
+
     required: int = Field(default=1, ge=1, le=16, description="Distinct approvers needed.")
     users: list[Annotated[str, Field(min_length=1, max_length=253)]] | None = Field(
         default=None,
@@ -188,6 +199,12 @@ class ApprovalPolicy(Model):
     groups: list[Annotated[str, Field(min_length=1, max_length=253)]] | None = Field(
         default=None, max_length=64, description="Groups whose members may approve."
     )
+
+    @model_validator(mode="after")
+    def _someone_may_approve(self) -> ApprovalPolicy:
+        if not self.users and not self.groups:
+            raise ValueError("approval needs users or groups: who may approve")
+        return self
 
     def allows(self, username: str, groups: list[str]) -> bool:
         """Whether this user may approve (in `users`, or in one of `groups`)."""
