@@ -105,6 +105,10 @@ class ClusterAPI(Protocol):
         """Return the Deployments in a namespace as plain dicts."""
         ...
 
+    def get_argocd_project(self, namespace: str, name: str) -> Object:
+        """Return an Argo CD AppProject; raise NotFoundError."""
+        ...
+
     def refresh_argocd_application(self, namespace: str, name: str) -> None:
         """Ask Argo CD to compare an Application with git now (its refresh annotation)."""
         ...
@@ -210,6 +214,10 @@ class Cluster:
     def get_argocd_application(self, namespace: str, name: str) -> Object:
         """Return an Argo CD Application; raise NotFoundError."""
         return self._get_custom("argoproj.io", namespace, "applications", name)
+
+    def get_argocd_project(self, namespace: str, name: str) -> Object:
+        """Return an Argo CD AppProject (its sync windows); raise NotFoundError."""
+        return self._get_custom("argoproj.io", namespace, "appprojects", name)
 
     def refresh_argocd_application(self, namespace: str, name: str) -> None:
         """Set `argocd.argoproj.io/refresh: normal`: Argo CD then compares the Application

@@ -59,6 +59,7 @@ class FakeCluster:
     secrets: dict[Key, dict[str, bytes]] = field(default_factory=dict)
     applications: dict[Key, Object] = field(default_factory=dict)
     approvals: dict[Key, Object] = field(default_factory=dict)
+    projects: dict[Key, Object] = field(default_factory=dict)
     policies: dict[str, Object] = field(default_factory=dict)
     deployments: dict[str, list[Object]] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
@@ -114,6 +115,10 @@ class FakeCluster:
     def get_argocd_application(self, namespace: str, name: str) -> Object:
         """Return an Argo CD Application."""
         return copy.deepcopy(self._get(self.applications, namespace, name))
+
+    def get_argocd_project(self, namespace: str, name: str) -> Object:
+        """Return an Argo CD AppProject."""
+        return copy.deepcopy(self._get(self.projects, namespace, name))
 
     def list_deployments(self, namespace: str, selector: str | None) -> list[Object]:
         """Return the Deployments of a namespace (selectors are not modelled)."""

@@ -352,6 +352,21 @@ def _closed_for(minutes: int, name: str = "release") -> dict[str, Any]:
     return {"kind": "deny", "name": name, "until": timestamp(T0 + dt.timedelta(minutes=minutes))}
 
 
+def _argocd_sync_window(**window: Any) -> Callable[[World], None]:
+    """prod observed through Argo CD Application `prod` of AppProject `tv`, which has one
+    sync window."""
+
+    def arrange(world: World) -> None:
+        spec = world.cluster.environments[(NS, "prod")]["spec"]
+        spec["health"] = {"argocd": {"application": "prod", "syncWindows": True}}
+        app = application({APP: NEW, WORKER: NEW})
+        app["spec"] = {"project": "tv", "destination": {"namespace": "tvhub-prod"}}
+        world.cluster.applications[("argocd", "prod")] = app
+        world.cluster.projects[("argocd", "tv")] = {"spec": {"syncWindows": [window]}}
+
+    return arrange
+
+
 _GATED = (("VersionPattern", "Passed"), ("TagExists", "Passed"), ("TagExists", "Passed"))
 
 
@@ -574,6 +589,35 @@ CASES = {
         "promoted",
         commits=1,
         spec={"overrideWindow": True},
+    ),
+    "an Argo CD sync window that blocks prod holds the push": Case(
+        _argocd_sync_window(
+            kind="deny", schedule="0 12 * * *", duration="1h", applications=["pro*"]
+        ),
+        Phase.FAILED,
+        Reason.WINDOW_CLOSED,
+        "Argo CD AppProject tv: deny sync window '0 12 * * *' (UTC, 1h); opens at "
+        "2025-08-19T13:00:00Z",
+        spec={"timeout": "5m"},
+    ),
+    "an Argo CD sync window for other namespaces does not hold it": Case(
+        _argocd_sync_window(
+            kind="deny", schedule="0 12 * * *", duration="1h", namespaces=["payments-*"]
+        ),
+        Phase.SUCCEEDED,
+        Reason.PROMOTED,
+        "promoted",
+        commits=1,
+        checks=(*_GATED, ("PromotionWindow", "Passed")),
+    ),
+    "an unreadable Argo CD sync window holds (fails closed)": Case(
+        _argocd_sync_window(
+            kind="deny", schedule="0 12 * * *", duration="an hour", applications=["*"]
+        ),
+        Phase.FAILED,
+        Reason.INVALID_SPEC,
+        "sync window 0 has no readable duration",
+        spec={"timeout": "1m"},
     ),
     "a dry run shows the diff and pushes nothing": Case(
         _nothing,

@@ -10,7 +10,13 @@ import pytest
 from pydantic import ValidationError
 
 from promotion_operator.domain.models import Window
-from promotion_operator.domain.windows import HORIZON, MAX_STEPS, Schedule, evaluate
+from promotion_operator.domain.windows import (
+    HORIZON,
+    MAX_STEPS,
+    Schedule,
+    argocd_sync_windows,
+    evaluate,
+)
 
 BERLIN = ZoneInfo("Europe/Berlin")
 UTC = dt.UTC
@@ -169,3 +175,39 @@ def test_an_allow_window_beyond_the_horizon_is_not_searched_for() -> None:
 def test_bad_windows_are_refused_with_what_to_fix(spec: dict[str, Any], fragment: str) -> None:
     with pytest.raises(ValidationError, match=fragment):
         Window.model_validate(spec)
+
+
+def _sync_windows(*windows: dict[str, Any]) -> list[Schedule]:
+    return argocd_sync_windows(
+        "tv",
+        windows,
+        application="tvhub-prod",
+        namespace="tvhub",
+        clusters=("https://kubernetes.default.svc", "in-cluster"),
+    )
+
+
+def test_argocd_sync_windows_match_like_argocd() -> None:
+    base = {"kind": "deny", "schedule": "0 12 * * *", "duration": "1h30m"}
+
+    assert _sync_windows({**base, "applications": ["*-prod"]})[0].duration == dt.timedelta(
+        minutes=90
+    )
+    assert _sync_windows({**base, "namespaces": ["tv*"]})
+    assert _sync_windows({**base, "clusters": ["in-cluster"]})
+    assert not _sync_windows({**base, "applications": ["*-dev"]})
+    assert not _sync_windows(base)  # a window that names nothing applies to nothing
+    # andOperator: every given selector must match
+    both = {**base, "applications": ["*-prod"], "namespaces": ["payments"], "andOperator": True}
+    assert not _sync_windows(both)
+    assert _sync_windows({**both, "andOperator": False})
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [{"duration": "an hour"}, {"schedule": "every day"}, {"kind": "maybe"}, {"timeZone": "X/Y"}],
+)
+def test_an_unreadable_sync_window_raises_rather_than_opens(broken: dict[str, Any]) -> None:
+    window = {"kind": "deny", "schedule": "0 12 * * *", "duration": "1h", "applications": ["*"]}
+    with pytest.raises(ValueError, match="sync window 0"):
+        _sync_windows({**window, **broken})

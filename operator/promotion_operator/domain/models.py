@@ -130,6 +130,11 @@ class ArgoCDHealth(Model):
 
     application: Name = Field(description="Application name.")
     namespace: Name = Field(default="argocd", description="Namespace of the Application.")
+    sync_windows: bool = Field(
+        default=False,
+        description="When this Environment is promoted, also wait while the sync windows of "
+        "the Application's AppProject would block an automated sync.",
+    )
 
 
 class DeploymentsHealth(Model):

@@ -14,10 +14,13 @@ schedule that never fires is refused when the model is parsed (`schedule_fires`)
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
 import functools
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
@@ -129,3 +132,85 @@ def _search(cron: str, since: dt.datetime, *, reverse: bool) -> dt.datetime | No
         return next(CronSim(cron, since, reverse=reverse))
     except (StopIteration, CronSimError):
         return None
+
+
+def argocd_sync_windows(
+    project: str,
+    windows: Sequence[Mapping[str, Any]],
+    *,
+    application: str,
+    namespace: str,
+    clusters: Sequence[str],
+) -> list[Schedule]:
+    """The sync windows of an Argo CD AppProject that apply to one Application.
+
+    Argo CD's matching: a window applies when the Application's name, destination
+    namespace or destination cluster (name or server) matches one of its `applications`,
+    `namespaces` or `clusters` globs (all of the given ones with `andOperator`). A window
+    this cannot read raises ValueError: an unreadable gate holds rather than opens.
+    """
+    schedules: list[Schedule] = []
+    for index, window in enumerate(windows[:MAX_ARGOCD_WINDOWS]):
+        if not _applies(window, application, namespace, clusters):
+            continue
+        kind = str(window.get("kind", ""))
+        cron = str(window.get("schedule", ""))
+        zone = str(window.get("timeZone") or "UTC")
+        if kind not in ("allow", "deny") or not _fires(cron) or not _zone(zone):
+            raise ValueError(f"AppProject {project}: sync window {index} cannot be read")
+        schedules.append(
+            Schedule(
+                label=f"Argo CD AppProject {project}: {kind} sync window {cron!r} "
+                f"({zone}, {window.get('duration')})",
+                deny=kind == "deny",
+                cron=cron,
+                duration=_go_duration(project, index, str(window.get("duration", ""))),
+                zone=zone,
+            )
+        )
+    return schedules
+
+
+MAX_ARGOCD_WINDOWS = 256
+_GO_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(h|m|s)")
+
+
+def _applies(
+    window: Mapping[str, Any], application: str, namespace: str, clusters: Sequence[str]
+) -> bool:
+    fields = (
+        (window.get("applications") or [], (application,)),
+        (window.get("namespaces") or [], (namespace,)),
+        (window.get("clusters") or [], tuple(clusters)),
+    )
+    given = [
+        any(fnmatch.fnmatchcase(value, str(g)) for g in globs for value in values if value)
+        for globs, values in fields
+        if globs
+    ]
+    if not given:
+        return False
+    return all(given) if window.get("andOperator") else any(given)
+
+
+def _fires(cron: str) -> bool:
+    try:
+        CronSim(cron, _ORIGIN)
+    except CronSimError:
+        return False
+    return schedule_fires(cron)
+
+
+def _zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _go_duration(project: str, index: int, text: str) -> dt.timedelta:
+    if not text or _GO_DURATION.sub("", text) != "":
+        raise ValueError(f"AppProject {project}: sync window {index} has no readable duration")
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0}
+    return dt.timedelta(seconds=sum(float(n) * units[u] for n, u in _GO_DURATION.findall(text)))

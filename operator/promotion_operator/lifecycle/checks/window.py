@@ -1,8 +1,10 @@
 """PromotionWindow: no freeze, and the moment is inside the promotion windows.
 
-Windows come from the Environment (`spec.windows`) and from every cluster-scoped
-PromotionPolicy; a policy's `freeze` stops every Promotion (stop the line). While closed,
-the Promotion waits with the time the windows open and is looked at again then.
+Windows come from the Environment (`spec.windows`, and with `health.argocd.syncWindows`
+the sync windows of its Argo CD Application's AppProject) and from the cluster-scoped
+PromotionPolicies that cover its namespace; a policy's `freeze` stops every Promotion
+there (stop the line). While closed, the Promotion waits with the time the windows open
+and is looked at again then.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ import datetime as dt
 from pydantic import ValidationError
 
 from promotion_operator.domain.errors import CheckName, Reason, RetryableError
-from promotion_operator.domain.models import PromotionPolicySpec
+from promotion_operator.domain.models import ArgoCDHealth, PromotionPolicySpec
 from promotion_operator.domain.planning import Trailer
 from promotion_operator.domain.times import parse_time, timestamp
-from promotion_operator.domain.windows import WindowState, evaluate
-from promotion_operator.k8s import Object
+from promotion_operator.domain.windows import Schedule, WindowState, argocd_sync_windows, evaluate
+from promotion_operator.k8s import NotFoundError, Object
 from promotion_operator.lifecycle.checks.base import Check, CheckContext, Outcome
+from promotion_operator.lifecycle.observe import require_readable
 
 
 class PromotionWindow(Check):
@@ -27,9 +30,12 @@ class PromotionWindow(Check):
     needs = (CheckName.VERSION_PATTERN,)
 
     def applies(self, ctx: CheckContext) -> bool:
-        """When the Environment has windows or any PromotionPolicy exists."""
-        return bool(ctx.env.spec.windows) or any(
-            _covers(obj, ctx) for obj in ctx.promotion_policies
+        """When the Environment has windows (its own or Argo CD's) or a PromotionPolicy
+        covers its namespace."""
+        return (
+            bool(ctx.env.spec.windows)
+            or _argocd(ctx) is not None
+            or any(_covers(obj, ctx) for obj in ctx.promotion_policies)
         )
 
     def target(self, ctx: CheckContext) -> str:
@@ -70,6 +76,15 @@ class PromotionWindow(Check):
             ]
         override = ctx.promotion.spec.override_window
         mine = [w.schedule_of(f"Environment {ctx.env.name}") for w in ctx.env.spec.windows or ()]
+        try:
+            mine += _sync_windows(ctx)
+        except (ValueError, NotFoundError) as error:
+            unreadable = RetryableError(
+                Reason.INVALID_SPEC,
+                f"cannot read the Argo CD sync windows of {ctx.env.name} "
+                f"(health.argocd.syncWindows): {error or 'not found'}",
+            )
+            return [Outcome.waiting(target, unreadable)]
         theirs = [
             (spec.allow_override, w.schedule_of(f"PromotionPolicy {name}"))
             for name, spec in policies
@@ -87,6 +102,33 @@ class PromotionWindow(Check):
                 overridden = f"overridden (spec.overrideWindow): {unbound.blocking}"
                 return [Outcome.passed(target, overridden)]
         return [Outcome.passed(target, "open" if binding else "no windows")]
+
+
+def _argocd(ctx: CheckContext) -> ArgoCDHealth | None:
+    health = ctx.env.spec.health
+    argocd = health.argocd if health is not None else None
+    return argocd if argocd is not None and argocd.sync_windows else None
+
+
+def _sync_windows(ctx: CheckContext) -> list[Schedule]:
+    """The sync windows of the AppProject of the Environment's Argo CD Application that
+    apply to it: a push while they block would not be synced."""
+    argocd = _argocd(ctx)
+    if argocd is None:
+        return []
+    require_readable(ctx.config, ctx.env, "health.argocd.namespace", argocd.namespace)
+    app = ctx.ports.cluster.get_argocd_application(argocd.namespace, argocd.application)
+    spec = app.get("spec") or {}
+    project = str(spec.get("project") or "default")
+    appproject = ctx.ports.cluster.get_argocd_project(argocd.namespace, project)
+    destination = spec.get("destination") or {}
+    return argocd_sync_windows(
+        project,
+        (appproject.get("spec") or {}).get("syncWindows") or [],
+        application=argocd.application,
+        namespace=str(destination.get("namespace") or ""),
+        clusters=(str(destination.get("server") or ""), str(destination.get("name") or "")),
+    )
 
 
 def _covers(policy: Object, ctx: CheckContext) -> bool:
