@@ -223,6 +223,8 @@ def test_operator_promotes_under_the_charts_identity(
         ("get", "applications.argoproj.io", True),
         # only to set the refresh annotation after a push
         ("patch", "applications.argoproj.io", True),
+        ("get", "appprojects.argoproj.io", True),  # health.argocd.syncWindows
+        ("patch", "appprojects.argoproj.io", False),
         ("update", "leases.coordination.k8s.io", True),
         ("delete", "leases.coordination.k8s.io", False),
         ("list", "deployments.apps", True),

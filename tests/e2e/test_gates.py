@@ -18,6 +18,8 @@ import pytest
 
 from promotion_operator.domain.gitrules import trailer_block
 from promotion_operator.domain.times import parse_time, timestamp
+from promotion_sandbox.argocd import application
+from promotion_sandbox.gitops_world import argocd_module_dir
 from promotion_sandbox.kube import Kube
 from promotion_sandbox.operator import OperatorProcess
 from promotion_sandbox.world import NEW_VERSION, World, promotion
@@ -233,3 +235,51 @@ def test_a_policy_freeze_stops_the_line_until_it_is_lifted(
     assert len(fresh_world.remote_messages()) == 2
     assert "Window-Override" not in fresh_world.remote_messages()[0]  # no window was closed
     assert status["phase"] == "Succeeded"
+
+
+def test_an_argocd_sync_window_holds_the_push_until_it_is_lifted(
+    kube: Kube, operator: OperatorProcess, fresh_world: World, e2e_namespace: str
+) -> None:
+    # Argo CD's own AppProject CRD (from its module source, as the Argo CD tier installs it)
+    crd = argocd_module_dir() / "manifests" / "crds" / "appproject-crd.yaml"
+    kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
+    wait_for("the AppProject CRD", lambda: kube.kubectl(
+        "wait", "--for=condition=Established", "--timeout=5s", "crd/appprojects.argoproj.io",
+        check=False).returncode == 0)  # fmt: skip
+    ns = e2e_namespace
+    app = application("tvhub-prod", ns, fresh_world.git_url, "k8s/overlays/prod")
+    app["spec"]["project"] = "tv"
+    project = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "AppProject",
+        "metadata": {"name": "tv", "namespace": ns},
+        "spec": {
+            "sourceRepos": ["*"],
+            "destinations": [{"server": "*", "namespace": "*"}],
+            # no automated sync of prod apps, all day: a push now would sit unsynced
+            "syncWindows": [
+                {"kind": "deny", "schedule": "0 0 * * *", "duration": "24h",
+                 "applications": ["*-prod"], "timeZone": "Europe/Berlin"},
+            ],
+        },
+    }  # fmt: skip
+    kube.apply(app, project)
+    health = {"argocd": {"application": "tvhub-prod", "namespace": ns, "syncWindows": True}}
+    gated_world(kube, fresh_world, ns, health=health)
+    kube.apply(promotion(ns, "synced-later", NEW_VERSION))
+
+    held = wait_for(
+        "the Promotion to wait for the sync window",
+        lambda: "WindowClosed" in json.dumps(s := status_of(kube, ns, "synced-later")) and s,
+        logs=operator.logs,
+    )
+    assert (
+        "Argo CD AppProject tv: deny sync window '0 0 * * *' (Europe/Berlin, 24h)"
+        in (held["message"])
+    )
+    assert len(fresh_world.remote_messages()) == 1
+
+    lifted = json.dumps({"spec": {"syncWindows": []}})
+    kube.kubectl("patch", "appproject", "tv", "-n", ns, "--type=merge", "-p", lifted)
+    wait_phase(kube, operator, ns, "synced-later", "Succeeded")
+    assert len(fresh_world.remote_messages()) == 2
