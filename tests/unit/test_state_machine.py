@@ -367,6 +367,14 @@ def _argocd_sync_window(**window: Any) -> Callable[[World], None]:
     return arrange
 
 
+def _both(*arrangements: Callable[[World], None]) -> Callable[[World], None]:
+    def arrange(world: World) -> None:
+        for arrangement in arrangements:
+            arrangement(world)
+
+    return arrange
+
+
 _GATED = (("VersionPattern", "Passed"), ("TagExists", "Passed"), ("TagExists", "Passed"))
 
 
@@ -618,6 +626,14 @@ CASES = {
         Reason.INVALID_SPEC,
         "sync window 0 has no readable duration",
         spec={"timeout": "1m"},
+    ),
+    "a dry run is not held by a closed window or a missing approval": Case(
+        _both(_windows(_closed_for(600)), _approved_by()),
+        Phase.SUCCEEDED,
+        Reason.DRY_RUN,
+        "dry run: prod would move to " + NEW,
+        checks=(*_GATED, ("Approval", "Passed"), ("PromotionWindow", "Passed")),
+        spec={"dryRun": True},
     ),
     "a dry run shows the diff and pushes nothing": Case(
         _nothing,

@@ -48,4 +48,5 @@ class Approval(Check):
             f"{summary}; an allowed approver other than the requester runs "
             f"`kubectl promote approve {promotion.name} -n {promotion.namespace}`",
         )
-        return [Outcome.waiting(self.target(ctx), awaiting)]
+        dry_run = ctx.promotion.spec.dry_run
+        return [Outcome.waiting(self.target(ctx), awaiting).for_dry_run(dry_run)]

@@ -69,6 +69,13 @@ class Outcome:
             reason=self.reason,
         )
 
+    def for_dry_run(self, dry_run: bool) -> Outcome:  # noqa: FBT001 - one flag, named by the call
+        """A gate does not hold a dry run (nothing is pushed): waiting becomes passed, with
+        what a real run would wait for."""
+        if not dry_run or self.state != CheckState.WAITING:
+            return self
+        return Outcome.passed(self.target, f"dry run, not awaited: {self.message}")
+
     def error(self) -> PermanentError:
         """The permanent error a failed outcome stands for."""
         return PermanentError(self.reason or Reason.INVALID_SPEC, self.message)
