@@ -46,7 +46,9 @@ class Approval(Check):
         awaiting = RetryableError(
             Reason.AWAITING_APPROVAL,
             f"{summary}; an allowed approver other than the requester runs "
-            f"`kubectl promote approve {promotion.name} -n {promotion.namespace}`",
+            f"`kubectl promote approve {promotion.name} -n {promotion.namespace}` (or creates "
+            f"a PromotionApproval of promotion {promotion.name}, generation "
+            f"{promotion.generation}, version {ctx.version})",
         )
         dry_run = ctx.promotion.spec.dry_run
         return [Outcome.waiting(self.target(ctx), awaiting).for_dry_run(dry_run)]
