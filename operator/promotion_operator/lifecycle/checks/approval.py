@@ -51,4 +51,4 @@ class Approval(Check):
             f"{promotion.generation}, version {ctx.version})",
         )
         dry_run = ctx.promotion.spec.dry_run
-        return [Outcome.waiting(self.target(ctx), awaiting).for_dry_run(dry_run)]
+        return [Outcome.waiting(self.target(ctx), awaiting).for_dry_run(dry_run=dry_run)]

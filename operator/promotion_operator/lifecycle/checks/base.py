@@ -69,7 +69,7 @@ class Outcome:
             reason=self.reason,
         )
 
-    def for_dry_run(self, dry_run: bool) -> Outcome:  # noqa: FBT001 - one flag, named by the call
+    def for_dry_run(self, *, dry_run: bool) -> Outcome:
         """A gate does not hold a dry run (nothing is pushed): waiting becomes passed, with
         what a real run would wait for."""
         if not dry_run or self.state != CheckState.WAITING:

@@ -94,7 +94,7 @@ class PromotionWindow(Check):
         binding += [s for overridable, s in theirs if not (override and overridable)]
         state = evaluate(binding, ctx.moment)
         if not state.open:
-            return [_closed(ctx, target, state).for_dry_run(ctx.promotion.spec.dry_run)]
+            return [_closed(ctx, target, state).for_dry_run(dry_run=ctx.promotion.spec.dry_run)]
         if override:
             unbound = evaluate(mine + [s for _, s in theirs], ctx.moment)
             if not unbound.open:
