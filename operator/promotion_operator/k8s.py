@@ -30,6 +30,8 @@ _lock = threading.Lock()
 _api_client: client.ApiClient | None = None
 
 Object = dict[str, Any]
+# one page at most: more approvals of one Promotion, or more policies, are never needed
+_LIST_LIMIT = 500
 
 
 def load_config(kubeconfig: str | None = None) -> None:
@@ -79,6 +81,14 @@ class ClusterAPI(Protocol):
         """Merge-patch `.status` of one of our objects."""
         ...
 
+    def list_approvals(self, namespace: str, promotion: str) -> list[Object]:
+        """Return the PromotionApprovals naming one Promotion."""
+        ...
+
+    def list_promotion_policies(self) -> list[Object]:
+        """Return the cluster's PromotionPolicies."""
+        ...
+
     def delete_promotion(self, namespace: str, name: str, uid: str) -> None:
         """Delete a Promotion, only if it is still the object with this uid."""
         ...
@@ -93,6 +103,10 @@ class ClusterAPI(Protocol):
 
     def list_deployments(self, namespace: str, selector: str | None) -> list[Object]:
         """Return the Deployments in a namespace as plain dicts."""
+        ...
+
+    def get_argocd_project(self, namespace: str, name: str) -> Object:
+        """Return an Argo CD AppProject; raise NotFoundError."""
         ...
 
     def refresh_argocd_application(self, namespace: str, name: str) -> None:
@@ -148,6 +162,28 @@ class Cluster:
             )
         return cast(list[Object], cast(Object, result).get("items", []))
 
+    def list_approvals(self, namespace: str, promotion: str) -> list[Object]:
+        """Return the PromotionApprovals naming one Promotion (a field selector: filtered
+        server-side, so the cost is this Promotion's approvals, not the namespace's)."""
+        with _translated(f"list promotionapprovals in {namespace}"):
+            result = self._custom.list_namespaced_custom_object(
+                API_GROUP,
+                API_VERSION,
+                namespace,
+                "promotionapprovals",
+                field_selector=f"spec.promotion={promotion}",
+                limit=_LIST_LIMIT,
+            )
+        return cast(list[Object], cast(Object, result).get("items", []))
+
+    def list_promotion_policies(self) -> list[Object]:
+        """Return the cluster's PromotionPolicies (a platform team's few objects)."""
+        with _translated("list promotionpolicies"):
+            result = self._custom.list_cluster_custom_object(
+                API_GROUP, API_VERSION, "promotionpolicies", limit=_LIST_LIMIT
+            )
+        return cast(list[Object], cast(Object, result).get("items", []))
+
     def patch_status(self, plural: str, namespace: str, name: str, status: Object) -> None:
         """Merge-patch `.status` of one of our objects (through the status subresource)."""
         with _translated(f"patch {plural}/{name} status in {namespace}"):
@@ -178,6 +214,10 @@ class Cluster:
     def get_argocd_application(self, namespace: str, name: str) -> Object:
         """Return an Argo CD Application; raise NotFoundError."""
         return self._get_custom("argoproj.io", namespace, "applications", name)
+
+    def get_argocd_project(self, namespace: str, name: str) -> Object:
+        """Return an Argo CD AppProject (its sync windows); raise NotFoundError."""
+        return self._get_custom("argoproj.io", namespace, "appprojects", name)
 
     def refresh_argocd_application(self, namespace: str, name: str) -> None:
         """Set `argocd.argoproj.io/refresh: normal`: Argo CD then compares the Application
