@@ -11,6 +11,7 @@ import base64
 import contextlib
 import datetime as dt
 import logging
+import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ from typing import Any, Protocol, cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from kubernetes.config import incluster_config
 from kubernetes.leaderelection import electionconfig, leaderelection
 from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
 
@@ -38,6 +40,14 @@ def load_config(kubeconfig: str | None = None) -> None:
     with _lock:
         _load(kubeconfig)
         _api_client = client.ApiClient()
+
+
+def in_cluster() -> bool:
+    """Whether this process runs in a Pod: the kubelet's service address and the mounted
+    ServiceAccount token are there (the Kubernetes client's own test, as client-go's)."""
+    return bool(os.environ.get(incluster_config.SERVICE_HOST_ENV_NAME)) and os.path.isfile(
+        incluster_config.SERVICE_TOKEN_FILENAME
+    )
 
 
 def _load(kubeconfig: str | None) -> None:
