@@ -7,8 +7,9 @@ object, as an install would, without changing the shared cluster.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -52,7 +53,14 @@ def dry_run(kube: Kube, documents: list[dict[str, Any]]) -> list[str]:
 
 # (id, --set values, other flags, check of the rendering); "{ns1}"/"{ns2}" become namespaces
 OPTIONS: list[tuple[str, tuple[str, ...], tuple[str, ...], Callable[[dict[str, int]], bool]]] = [
-    ("defaults", (), (), lambda kinds: kinds.get("PodDisruptionBudget") == 1),
+    (
+        "defaults",
+        (),
+        (),
+        lambda kinds: (
+            kinds.get("PodDisruptionBudget") == 1 and kinds.get("CustomResourceDefinition") == 2
+        ),
+    ),
     (
         "watchNamespaces",
         ("watchNamespaces={{ns1},{ns2}}",),
@@ -99,22 +107,34 @@ OPTIONS: list[tuple[str, tuple[str, ...], tuple[str, ...], Callable[[dict[str, i
 ]
 
 
+@pytest.fixture(scope="module")
+def namespaces(kube: Kube) -> Iterator[tuple[str, str, str]]:
+    """The release's namespace and two tenants' (a dry run needs them to exist)."""
+    with contextlib.ExitStack() as made:
+        release, team_a, team_b = (
+            made.enter_context(kube.namespace(prefix)) for prefix in ("chart", "team-a", "team-b")
+        )
+        yield release, team_a, team_b
+
+
 @pytest.mark.parametrize(
     ("values", "flags", "check"),
     [pytest.param(values, flags, check, id=name) for name, values, flags, check in OPTIONS],
 )
 def test_the_api_server_accepts_the_rendered_chart(
     kube: Kube,
-    new_namespace: Callable[[str], str],
+    namespaces: tuple[str, str, str],
     values: tuple[str, ...],
     flags: tuple[str, ...],
     check: Callable[[dict[str, int]], bool],
 ) -> None:
-    release_ns, ns1, ns2 = (new_namespace(prefix) for prefix in ("chart", "team-a", "team-b"))
+    release_ns, ns1, ns2 = namespaces
     names = {"{ns1}": ns1, "{ns2}": ns2}
     for placeholder, name in names.items():
         values = tuple(value.replace(placeholder, name) for value in values)
-    documents = render_chart(kube, release_ns, *values, flags=(*flags, "--include-crds"))
+    # the CRDs (the chart's crds/ folder) once, with the defaults
+    crds = ("--include-crds",) if not values and not flags else ()
+    documents = render_chart(kube, release_ns, *values, flags=(*flags, *crds))
     kinds: dict[str, int] = {}
     for doc in documents:
         kinds[doc["kind"]] = kinds.get(doc["kind"], 0) + 1
