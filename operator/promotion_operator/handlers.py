@@ -77,7 +77,7 @@ def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 @kopf.on.login()
 def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-    """In a Pod, the ServiceAccount; elsewhere the kubeconfig the cli was given.
+    """In a Pod, the ServiceAccount, unless a kubeconfig was given; else that kubeconfig.
 
     In a Pod, through the Kubernetes client's in-cluster config, as client-go does it: the
     API server is $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT, which the kubelet sets
