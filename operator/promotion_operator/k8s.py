@@ -11,6 +11,7 @@ import base64
 import contextlib
 import datetime as dt
 import logging
+import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ from typing import Any, Protocol, cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from kubernetes.config import incluster_config
 from kubernetes.leaderelection import electionconfig, leaderelection
 from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
 
@@ -35,17 +37,29 @@ _LIST_LIMIT = 500
 
 
 def load_config(kubeconfig: str | None = None) -> None:
-    """Load in-cluster config when running in a Pod, else the kubeconfig."""
+    """The kubeconfig when one is given, else the in-cluster config in a Pod, else
+    ~/.kube/config (see `in_cluster`)."""
     global _api_client  # noqa: PLW0603 - one shared client per process
     with _lock:
         _load(kubeconfig)
         _api_client = client.ApiClient()
 
 
+def in_cluster(kubeconfig: str | None = None) -> bool:
+    """Whether to connect as the Pod's ServiceAccount: no kubeconfig was given (`kubeconfig`,
+    the --kubeconfig flag, or $KUBECONFIG) and the process runs in a Pod (the kubelet's
+    service address and the mounted token are there). controller-runtime's order."""
+    if kubeconfig or os.environ.get("KUBECONFIG"):
+        return False
+    return bool(os.environ.get(incluster_config.SERVICE_HOST_ENV_NAME)) and os.path.isfile(
+        incluster_config.SERVICE_TOKEN_FILENAME
+    )
+
+
 def _load(kubeconfig: str | None) -> None:
-    try:
+    if in_cluster(kubeconfig):
         config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except config.ConfigException:
+    else:
         config.load_kube_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
 
 
