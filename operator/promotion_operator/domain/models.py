@@ -272,6 +272,11 @@ class PromotionSpec(Model):
     )
     reason: str | None = Field(default=None, max_length=1024, description="Why, for humans.")
     dry_run: bool = Field(default=False, description="Verify and compute the diff, never push.")
+    rollback: bool = Field(
+        default=False,
+        description="Allow moving the Environment back to an older version (kubectl promote "
+        "rollback sets it).",
+    )
     timeout: Duration = Field(
         default="30m",
         description="Give up waiting for checks (and, after the push, for the deployment) "

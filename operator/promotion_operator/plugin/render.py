@@ -1,0 +1,175 @@
+"""Terminal output for `kubectl promote`: rich tables, the coloured diff, the live line.
+
+Colours and layout come from rich (no hand-written escape codes); on a pipe or with
+`NO_COLOR` set rich prints plain text, so the same output is greppable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from rich.console import Console, Group, RenderableType
+from rich.syntax import Syntax
+from rich.table import Table
+from rich.text import Text
+
+from promotion_operator.domain.times import parse_time
+from promotion_operator.plugin.views import (
+    HistoryRow,
+    Progress,
+    StatusRow,
+    VersionRow,
+    format_duration,
+)
+
+_CHECK_STYLE = {"Passed": "green", "Waiting": "yellow", "Failed": "bold red"}
+_PHASE_STYLE = {
+    "Succeeded": "bold green",
+    "Failed": "bold red",
+    "Superseded": "yellow",
+    "Verifying": "yellow",
+    "Promoting": "cyan",
+    "Pending": "dim",
+}
+
+
+def console(*, stderr: bool = False) -> Console:
+    """A console that wraps nothing (versions and commits must stay whole on a pipe)."""
+    return Console(stderr=stderr, soft_wrap=True, highlight=False)
+
+
+def ago(text: str | None, now: dt.datetime) -> str:
+    """`3m10s ago` for a timestamp, `-` for none."""
+    if not text:
+        return "-"
+    try:
+        return format_duration(now - parse_time(text)) + " ago"
+    except ValueError:
+        return text
+
+
+def versions_table(rows: Sequence[VersionRow], *, env: str, now: dt.datetime) -> Table:
+    """The versions of `kubectl promote versions`, newest first."""
+    table = Table(title=f"versions for {env}, newest first", title_justify="left")
+    for column in ("VERSION", "UPSTREAM", "HEALTHY SINCE", env.upper(), "PROMOTED BEFORE"):
+        table.add_column(column)
+    for row in rows:
+        upstream = Text("running", style="green") if row.upstream_running else Text("-")
+        if row.soak_done is not None:
+            upstream.append(
+                ", soaked" if row.soak_done else ", soaking",
+                style="green" if row.soak_done else "yellow",
+            )
+        here = [label for label, on in (("git", row.current), ("live", row.live)) if on]
+        if row.missing_images:
+            here.append("missing: " + ", ".join(row.missing_images))
+        before = "; ".join(
+            f"{ago(p.when, now)} by {p.by or '?'} via {p.promotion}" for p in row.promoted_before
+        )
+        table.add_row(
+            Text(row.version, style="bold" if row.current else ""),
+            upstream,
+            ago(row.upstream_healthy_since, now),
+            Text(", ".join(here) or "-", style="cyan" if row.current else ""),
+            before or "-",
+        )
+    return table
+
+
+def checks_table(checks: Iterable[Mapping[str, Any]]) -> Table:
+    """A Promotion's status.checks: name, target, state, message."""
+    table = Table(title="checks", title_justify="left")
+    for column in ("CHECK", "TARGET", "STATUS", "MESSAGE"):
+        table.add_column(column)
+    for check in checks:
+        state = str(check.get("status", ""))
+        table.add_row(
+            str(check.get("name", "")),
+            str(check.get("target", "")),
+            Text(state, style=_CHECK_STYLE.get(state, "")),
+            str(check.get("message", "")),
+        )
+    return table
+
+
+def diff_view(diff: str) -> Syntax:
+    """The overlay's unified diff, coloured as a diff."""
+    return Syntax(diff.rstrip("\n"), "diff", theme="ansi_dark", background_color="default")
+
+
+def phase_text(phase: str) -> Text:
+    """A phase name in its colour."""
+    return Text(phase, style=_PHASE_STYLE.get(phase, ""))
+
+
+class LiveLine:
+    """The live line while following: phase, current check, soak countdown.
+
+    rich's Live asks for it a few times a second; it recomputes from the last object the
+    watch delivered, so the countdown moves between events without any polling.
+    """
+
+    def __init__(self, name: str, compute: Callable[[dt.datetime], Progress]) -> None:
+        self._name = name
+        self._compute = compute
+
+    def __rich__(self) -> RenderableType:
+        """The current line."""
+        state = self._compute(dt.datetime.now(dt.UTC))
+        line = Text.assemble(f"{self._name}: ", phase_text(state.phase))
+        if state.check:
+            line.append(f"  check {state.check}")
+        if state.soak_left is not None:
+            line.append(f"  soak: {format_duration(state.soak_left)} left", style="yellow")
+        if state.message:
+            return Group(line, Text(f"  {state.message}", style="dim"))
+        return line
+
+
+def history_table(rows: Sequence[HistoryRow], *, env: str) -> Table:
+    """`kubectl promote history`: newest first."""
+    table = Table(title=f"history of {env}, newest first", title_justify="left")
+    for column in ("WHEN", "FROM", "TO", "BY", "WHY", "COMMIT", "PHASE", "PROMOTION"):
+        table.add_column(column)
+    for row in rows:
+        phase = row.phase.split(" ", 1)[0]
+        table.add_row(
+            row.when or "-",
+            row.previous or "-",
+            row.version or "-",
+            row.by or "-",
+            row.reason or "-",
+            row.commit or "-",
+            Text(row.phase, style=_PHASE_STYLE.get(phase, "")),
+            row.promotion or "-",
+        )
+    return table
+
+
+def status_table(rows: Sequence[StatusRow], *, namespaces: bool) -> Table:
+    """`kubectl promote status`: every Environment."""
+    table = Table()
+    columns = ["ENVIRONMENT", "GIT", "LIVE", "HEALTH", "IN FLIGHT"]
+    if namespaces:
+        columns.insert(0, "NAMESPACE")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        health = row.health or "-"
+        style = {"Healthy": "green", "Degraded": "red", "Progressing": "yellow"}.get(health, "")
+        cells: list[str | Text] = [
+            row.environment,
+            row.git_version or "-",
+            Text(
+                row.live_version or "-",
+                style="yellow" if row.live_version != row.git_version else "",
+            ),
+            Text(health, style=style),
+            row.in_flight or "-",
+        ]
+        if namespaces:
+            cells.insert(0, row.namespace)
+        table.add_row(*cells)
+    return table
