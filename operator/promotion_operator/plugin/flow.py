@@ -161,15 +161,20 @@ def show_dry_run(session: Session, obj: Object) -> None:
         out.print(phase_text("Failed"), f"{ready.get('reason')}: {ready.get('message')}")
 
 
-def confirm(session: Session, request: Request, *, yes: bool) -> None:
-    """Ask "promote? [y/N]"; refuse without a terminal unless --yes."""
-    if yes:
-        return
-    if not sys.stdin.isatty():
+def refuse_without_terminal(*, yes: bool) -> None:
+    """No terminal to ask on and no --yes: refuse before anything is created."""
+    if not yes and not sys.stdin.isatty():
         raise PluginError(
             "not confirmed: no terminal to ask on; pass --yes to promote without asking",
             EXIT_NOT_CONFIRMED,
         )
+
+
+def confirm(session: Session, request: Request, *, yes: bool) -> None:
+    """Ask "promote? [y/N]" on the terminal, unless --yes."""
+    if yes:
+        return
+    refuse_without_terminal(yes=yes)
     verb = "Roll back" if request.rollback else "Promote"
     if not Confirm.ask(
         f"{verb} {request.environment} to {request.version}?", default=False, console=session.err
@@ -243,6 +248,7 @@ def _maybe(kube: Kube, plural: str, name: str) -> Object | None:
 
 def run(session: Session, request: Request, *, yes: bool) -> int:
     """The whole flow; returns the exit code."""
+    refuse_without_terminal(yes=yes)
     requester = session.kube.whoami()
     seen = dry_run(session, request, requester=requester)
     if (seen.get("status") or {}).get("phase") == Phase.FAILED:
