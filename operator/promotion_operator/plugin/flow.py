@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 import sys
@@ -112,10 +113,12 @@ def _checks_ran(obj: Object) -> bool:
 def dry_run(session: Session, request: Request, *, requester: str | None) -> Object:
     """Create the dry run, wait until its checks ran, show them and the diff."""
     kube = session.kube
+    # The dry run keeps the operator's default timeout: it is deleted if it still waits,
+    # and a short --timeout must not fail it before its checks have been shown.
     body = manifest(
         kube.namespace,
         promotion_name(request.environment, request.version)[:190] + "-dryrun",
-        request,
+        dataclasses.replace(request, timeout=None),
         dry_run=True,
     )
     obj = create(kube, body, requester)

@@ -1,0 +1,266 @@
+"""`kubectl promote` end to end: the real kubectl finds the plugin on PATH and runs it
+against the real API server, registry, git remote and the operator process."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from promotion_sandbox.kube import Kube
+from promotion_sandbox.operator import OperatorProcess
+from promotion_sandbox.world import (
+    NEW_VERSION,
+    OLD_VERSION,
+    PROD_OVERLAY,
+    UNTESTED_VERSION,
+    World,
+)
+from support.operator import wait_for
+
+pytestmark = pytest.mark.e2e
+PLUGIN_TIMEOUT = 180.0
+EXIT_NOT_CONFIRMED = 3
+
+
+@pytest.fixture(scope="module")
+def plugin_path(tmp_path_factory: pytest.TempPathFactory, kube: Kube) -> str:
+    """A PATH with kubectl and only this checkout's kubectl-promote (plus git)."""
+    folder = tmp_path_factory.mktemp("plugin-bin")
+    (folder / "kubectl-promote").symlink_to(Path(sys.executable).parent / "kubectl-promote")
+    (folder / "kubectl").symlink_to(kube.kubectl_path)
+    return os.pathsep.join([str(folder), "/usr/bin", "/bin"])
+
+
+def _env(kube: Kube, path: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "NO_COLOR")}
+    return {**env, "PATH": path, "KUBECONFIG": str(kube.kubeconfig), "COLUMNS": "200"}
+
+
+def promote(
+    kube: Kube, path: str, namespace: str, *args: str, stdin: int | None = subprocess.DEVNULL
+) -> subprocess.CompletedProcess[str]:
+    """`kubectl promote ARGS -n NAMESPACE --kubeconfig K`, through kubectl's plugin lookup."""
+    return subprocess.run(
+        ["kubectl", "promote", *args, "-n", namespace, "--kubeconfig", str(kube.kubeconfig)],
+        env=_env(kube, path),
+        stdin=stdin,
+        capture_output=True,
+        text=True,
+        timeout=PLUGIN_TIMEOUT,
+        check=False,
+    )
+
+
+def ready_world(kube: Kube, operator: OperatorProcess, world: World, namespace: str) -> None:
+    """The World's objects, and the operator's first status on both Environments."""
+    kube.apply(*world.objects(namespace))
+
+    def refreshed() -> bool:
+        dev = kube.get("environment", "tvhub-dev", namespace).get("status") or {}
+        prod = kube.get("environment", "tvhub-prod", namespace).get("status") or {}
+        return dev.get("liveVersion") == NEW_VERSION and prod.get("version") == OLD_VERSION
+
+    wait_for("both Environments refreshed", refreshed, logs=operator.logs)
+
+
+def promotions(kube: Kube, namespace: str) -> list[dict[str, Any]]:
+    listed = json.loads(kube.kubectl("get", "promotions", "-n", namespace, "-o", "json").stdout)
+    items: list[dict[str, Any]] = listed["items"]
+    return items
+
+
+def test_kubectl_finds_the_plugin_and_it_lists_versions_and_writes_gitops_files(
+    kube: Kube,
+    operator: OperatorProcess,
+    fresh_world: World,
+    e2e_namespace: str,
+    plugin_path: str,
+    tmp_path: Path,
+) -> None:
+    ns = e2e_namespace
+    listed = subprocess.run(
+        ["kubectl", "plugin", "list"],
+        env=_env(kube, plugin_path),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert "kubectl-promote" in listed.stdout, listed.stderr
+    ready_world(kube, operator, fresh_world, ns)
+
+    result = promote(kube, plugin_path, ns, "versions", "tvhub-prod", "-o", "json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    rows = {row["version"]: row for row in document["versions"]}
+    assert [row["version"] for row in document["versions"]] == [
+        UNTESTED_VERSION,
+        NEW_VERSION,
+        OLD_VERSION,
+    ]
+    assert rows[NEW_VERSION]["upstreamRunning"] is True
+    assert rows[NEW_VERSION]["upstreamHealthySince"]
+    assert rows[NEW_VERSION]["current"] is False
+    assert rows[OLD_VERSION]["current"] is True
+    assert rows[UNTESTED_VERSION]["upstreamRunning"] is False
+    assert all(row["missingImages"] == [] for row in rows.values())
+    table = promote(kube, plugin_path, ns, "versions", "tvhub-prod")
+    assert table.returncode == 0, table.stderr
+    assert NEW_VERSION in table.stdout
+    assert "running" in table.stdout
+
+    checkout = tmp_path / "checkout"
+    subprocess.run(["git", "clone", "--quiet", fresh_world.git_url, str(checkout)], check=True)
+    for key, value in (("user.name", "Alice"), ("user.email", "alice@example.com")):
+        subprocess.run(["git", "-C", str(checkout), "config", key, value], check=True)
+    head = fresh_world.remote_head()
+    written = promote(
+        kube, plugin_path, ns, "tvhub-prod", NEW_VERSION, "-r", "via git", "--gitops", str(checkout)
+    )
+    assert written.returncode == 0, written.stderr
+    manifest = checkout / "promotions" / f"tvhub-prod-{NEW_VERSION}.yaml"
+    assert f"version: {NEW_VERSION}" in manifest.read_text()
+    assert f"namespace: {ns}" in manifest.read_text()
+    assert fresh_world.remote_head() == head  # committed, not pushed
+    assert promotions(kube, ns) == []  # and nothing created in the cluster
+
+
+def test_promote_follows_to_succeeded_then_history_status_and_rollback(
+    kube: Kube,
+    operator: OperatorProcess,
+    fresh_world: World,
+    e2e_namespace: str,
+    plugin_path: str,
+) -> None:
+    ns = e2e_namespace
+    ready_world(kube, operator, fresh_world, ns)
+    result = promote(kube, plugin_path, ns, "tvhub-prod", NEW_VERSION, "-r", "color fix", "--yes")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"+    newTag: {NEW_VERSION}" in result.stdout  # the dry run's diff
+    assert "UpstreamVersion" in result.stdout  # its checks
+    assert "Succeeded" in result.stdout
+    assert fresh_world.remote_file(PROD_OVERLAY).count(f"newTag: {NEW_VERSION}") == 2
+    real = [p for p in promotions(kube, ns) if not p["spec"].get("dryRun")]
+    assert [p["metadata"]["name"] for p in real] == [f"tvhub-prod-{NEW_VERSION}"]
+    commit = real[0]["status"]["commit"]
+    assert result.stdout.count(commit[:7]) >= 1
+    whoami = kube.kubectl("auth", "whoami", "-o", "jsonpath={.status.userInfo.username}").stdout
+    assert f"Requested-By: {whoami}" in fresh_world.remote_messages()[0]
+
+    history = promote(
+        kube, plugin_path, ns, "history", "tvhub-prod", "-o", "json", "--allow-local-git"
+    )
+    assert history.returncode == 0, history.stderr
+    rows = json.loads(history.stdout)
+    assert rows[0]["commit"] == commit[:7]
+    assert (rows[0]["from"], rows[0]["to"]) == (OLD_VERSION, NEW_VERSION)
+    assert (rows[0]["by"], rows[0]["reason"], rows[0]["phase"]) == (
+        whoami,
+        "color fix",
+        "Succeeded",
+    )
+
+    def prod_version() -> Any:
+        rows = json.loads(promote(kube, plugin_path, ns, "status", "-o", "json").stdout)
+        return {row["environment"]: row for row in rows}["tvhub-prod"]["gitVersion"] == NEW_VERSION
+
+    wait_for("status to show the new version", prod_version, logs=operator.logs)
+
+    # dev goes back first, so the rollback passes the upstream checks with or without the
+    # operator's rollback guard (which lets spec.rollback skip them for a version prod ran)
+    kube.apply(fresh_world.dev_application(ns, OLD_VERSION))
+    back = promote(kube, plugin_path, ns, "rollback", "tvhub-prod", "-r", "bad release", "--yes")
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert f"rolling tvhub-prod back to {OLD_VERSION}" in back.stderr
+    assert fresh_world.remote_file(PROD_OVERLAY).count(f"newTag: {OLD_VERSION}") == 2
+    rollback = [
+        p for p in promotions(kube, ns) if p["spec"].get("rollback") and not p["spec"]["dryRun"]
+    ]
+    assert [p["spec"]["version"] for p in rollback] == [OLD_VERSION]
+    assert rollback[0]["status"]["phase"] == "Succeeded"
+
+
+def test_a_failing_promotion_exits_non_zero_with_its_reason(
+    kube: Kube,
+    operator: OperatorProcess,
+    fresh_world: World,
+    e2e_namespace: str,
+    plugin_path: str,
+) -> None:
+    ns = e2e_namespace
+    ready_world(kube, operator, fresh_world, ns)
+    head = fresh_world.remote_head()
+    args = ("tvhub-prod", UNTESTED_VERSION, "-r", "untested", "--yes", "--timeout", "4s")
+    result = promote(kube, plugin_path, ns, *args)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Failed" in result.stdout
+    assert "UpstreamVersionMismatch" in result.stdout
+    assert fresh_world.remote_head() == head
+    # the dry run that was still waiting was removed; the failed Promotion is the record
+    assert [p["spec"].get("dryRun", False) for p in promotions(kube, ns)] == [False]
+
+
+def _run_in_pty(argv: Sequence[str], env: dict[str, str], answer: str) -> tuple[int, str]:
+    """Run with a pseudo-terminal as stdin/stdout/stderr; answer the first question."""
+    main, child = pty.openpty()
+    proc = subprocess.Popen(argv, stdin=child, stdout=child, stderr=child, env=env)
+    os.close(child)
+    seen = b""
+    answered = False
+    deadline = time.monotonic() + PLUGIN_TIMEOUT
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([main], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(main, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+        if not answered and b"[y/n]" in seen:
+            os.write(main, answer.encode() + b"\n")
+            answered = True
+        if proc.poll() is not None and not ready:
+            break
+    os.close(main)
+    code = proc.wait(timeout=10)
+    return code, seen.decode(errors="replace")
+
+
+def test_the_confirmation_is_asked_on_a_terminal_and_refused_without_one(
+    kube: Kube,
+    operator: OperatorProcess,
+    fresh_world: World,
+    e2e_namespace: str,
+    plugin_path: str,
+) -> None:
+    ns = e2e_namespace
+    ready_world(kube, operator, fresh_world, ns)
+    head = fresh_world.remote_head()
+    refused = promote(kube, plugin_path, ns, "tvhub-prod", NEW_VERSION, "-r", "no tty")
+    assert refused.returncode == EXIT_NOT_CONFIRMED
+    assert "pass --yes" in refused.stderr
+    assert promotions(kube, ns) == []
+
+    argv = ["kubectl", "promote", "tvhub-prod", NEW_VERSION, "-r", "by hand", "-n", ns]
+    code, screen = _run_in_pty(argv, _env(kube, plugin_path), "n")
+    assert code == EXIT_NOT_CONFIRMED, screen
+    assert f"Promote tvhub-prod to {NEW_VERSION}?" in screen
+    assert NEW_VERSION in screen  # the diff was shown before the question
+    assert all(p["spec"].get("dryRun") for p in promotions(kube, ns))
+    assert fresh_world.remote_head() == head
+
+    code, screen = _run_in_pty(argv, _env(kube, plugin_path), "y")
+    assert code == 0, screen
+    assert "Succeeded" in screen
+    assert fresh_world.remote_file(PROD_OVERLAY).count(f"newTag: {NEW_VERSION}") == 2
