@@ -7,6 +7,8 @@ Colours and layout come from rich (no hand-written escape codes); on a pipe or w
 from __future__ import annotations
 
 import datetime as dt
+import os
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -35,26 +37,60 @@ _PHASE_STYLE = {
 }
 
 
+PIPE_WIDTH = 250  # columns when writing to a pipe without $COLUMNS: rows stay whole
+
+
 def console(*, stderr: bool = False) -> Console:
-    """A console that wraps nothing (versions and commits must stay whole on a pipe)."""
-    return Console(stderr=stderr, soft_wrap=True, highlight=False)
+    """A console for stdout or stderr; on a pipe it is wide, so no row is cut or wrapped."""
+    stream = sys.stderr if stderr else sys.stdout
+    wide = not stream.isatty() and not os.environ.get("COLUMNS")
+    return Console(
+        stderr=stderr, soft_wrap=True, highlight=False, width=PIPE_WIDTH if wide else None
+    )
+
+
+def table(*columns: str, title: str | None = None) -> Table:
+    """A kubectl-style table: a bold header, no borders; versions and names never cut."""
+    made = Table(title=title, title_justify="left", box=None, pad_edge=False, show_edge=False)
+    for column in columns:
+        made.add_column(column, no_wrap=column in _WHOLE, header_style="bold")
+    return made
+
+
+_WHOLE = frozenset(
+    {"VERSION", "FROM", "TO", "GIT", "LIVE", "COMMIT", "ENVIRONMENT", "NAMESPACE", "WHEN"}
+)
+
+
+def age(delta: dt.timedelta) -> str:
+    """kubectl's AGE: `40s`, `5m`, `26h`, `3d`."""
+    seconds = max(int(delta.total_seconds()), 0)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= 2 * size or (unit == "m" and seconds >= size):
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def ago(text: str | None, now: dt.datetime) -> str:
-    """`3m10s ago` for a timestamp, `-` for none."""
+    """`5m ago` for a timestamp, `-` for none."""
     if not text:
         return "-"
     try:
-        return format_duration(now - parse_time(text)) + " ago"
+        return age(now - parse_time(text)) + " ago"
     except ValueError:
         return text
 
 
 def versions_table(rows: Sequence[VersionRow], *, env: str, now: dt.datetime) -> Table:
     """The versions of `kubectl promote versions`, newest first."""
-    table = Table(title=f"versions for {env}, newest first", title_justify="left")
-    for column in ("VERSION", "UPSTREAM", "HEALTHY SINCE", env.upper(), "PROMOTED BEFORE"):
-        table.add_column(column)
+    made = table(
+        "VERSION",
+        "UPSTREAM",
+        "HEALTHY SINCE",
+        env.upper(),
+        "PROMOTED BEFORE",
+        title=f"versions of {env}, newest first",
+    )
     for row in rows:
         upstream = Text("running", style="green") if row.upstream_running else Text("-")
         if row.soak_done is not None:
@@ -64,34 +100,32 @@ def versions_table(rows: Sequence[VersionRow], *, env: str, now: dt.datetime) ->
             )
         here = [label for label, on in (("git", row.current), ("live", row.live)) if on]
         if row.missing_images:
-            here.append("missing: " + ", ".join(row.missing_images))
+            here.append("missing: " + ", ".join(i.rsplit("/", 1)[-1] for i in row.missing_images))
         before = "; ".join(
             f"{ago(p.when, now)} by {p.by or '?'} via {p.promotion}" for p in row.promoted_before
         )
-        table.add_row(
+        made.add_row(
             Text(row.version, style="bold" if row.current else ""),
             upstream,
             ago(row.upstream_healthy_since, now),
             Text(", ".join(here) or "-", style="cyan" if row.current else ""),
             before or "-",
         )
-    return table
+    return made
 
 
 def checks_table(checks: Iterable[Mapping[str, Any]]) -> Table:
     """A Promotion's status.checks: name, target, state, message."""
-    table = Table(title="checks", title_justify="left")
-    for column in ("CHECK", "TARGET", "STATUS", "MESSAGE"):
-        table.add_column(column)
+    made = table("CHECK", "TARGET", "STATUS", "MESSAGE", title="checks")
     for check in checks:
         state = str(check.get("status", ""))
-        table.add_row(
+        made.add_row(
             str(check.get("name", "")),
             str(check.get("target", "")),
             Text(state, style=_CHECK_STYLE.get(state, "")),
             str(check.get("message", "")),
         )
-    return table
+    return made
 
 
 def diff_view(diff: str) -> Syntax:
@@ -130,12 +164,20 @@ class LiveLine:
 
 def history_table(rows: Sequence[HistoryRow], *, env: str) -> Table:
     """`kubectl promote history`: newest first."""
-    table = Table(title=f"history of {env}, newest first", title_justify="left")
-    for column in ("WHEN", "FROM", "TO", "BY", "WHY", "COMMIT", "PHASE", "PROMOTION"):
-        table.add_column(column)
+    made = table(
+        "WHEN",
+        "FROM",
+        "TO",
+        "BY",
+        "WHY",
+        "COMMIT",
+        "PHASE",
+        "PROMOTION",
+        title=f"history of {env}, newest first",
+    )
     for row in rows:
         phase = row.phase.split(" ", 1)[0]
-        table.add_row(
+        made.add_row(
             row.when or "-",
             row.previous or "-",
             row.version or "-",
@@ -145,17 +187,15 @@ def history_table(rows: Sequence[HistoryRow], *, env: str) -> Table:
             Text(row.phase, style=_PHASE_STYLE.get(phase, "")),
             row.promotion or "-",
         )
-    return table
+    return made
 
 
 def status_table(rows: Sequence[StatusRow], *, namespaces: bool) -> Table:
     """`kubectl promote status`: every Environment."""
-    table = Table()
     columns = ["ENVIRONMENT", "GIT", "LIVE", "HEALTH", "IN FLIGHT"]
     if namespaces:
         columns.insert(0, "NAMESPACE")
-    for column in columns:
-        table.add_column(column)
+    made = table(*columns)
     for row in rows:
         health = row.health or "-"
         style = {"Healthy": "green", "Degraded": "red", "Progressing": "yellow"}.get(health, "")
@@ -171,5 +211,5 @@ def status_table(rows: Sequence[StatusRow], *, namespaces: bool) -> Table:
         ]
         if namespaces:
             cells.insert(0, row.namespace)
-        table.add_row(*cells)
-    return table
+        made.add_row(*cells)
+    return made
