@@ -21,6 +21,7 @@ from typing import Any
 
 from rich.live import Live
 from rich.prompt import Confirm
+from rich.text import Text
 
 from promotion_operator import REQUESTED_BY_ANNOTATION
 from promotion_operator.domain.models import Phase
@@ -123,7 +124,7 @@ def dry_run(session: Session, request: Request, *, requester: str | None) -> Obj
     )
     obj = create(kube, body, requester)
     name = obj["metadata"]["name"]
-    session.err.print(f"dry run [bold]{name}[/] created; waiting for its checks", markup=True)
+    session.err.print(Text.assemble("dry run ", (name, "bold"), " created; waiting for its checks"))
     until = time.monotonic() + DRY_RUN_WAIT
     seen = obj
     if not _checks_ran(seen):
@@ -265,5 +266,5 @@ def run(session: Session, request: Request, *, yes: bool) -> int:
         dry_run=False,
     )
     obj = create(session.kube, body, requester)
-    session.err.print(f"promotion [bold]{obj['metadata']['name']}[/] created", markup=True)
+    session.err.print(Text.assemble("promotion ", (obj["metadata"]["name"], "bold"), " created"))
     return follow(session, obj)

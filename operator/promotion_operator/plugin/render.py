@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import IO, Any
 
 from rich.console import Console, Group, RenderableType
 from rich.syntax import Syntax
@@ -37,15 +38,43 @@ _PHASE_STYLE = {
 }
 
 
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+
+
+def clean(text: str) -> str:
+    """Text from others with every control character but newline replaced by `?`: an
+    escape sequence in a message, reason, commit or overlay never reaches the terminal."""
+    return _CONTROL.sub("?", text)
+
+
+class SafeConsole(Console):
+    """A Console that cleans every string it renders (prints and table cells alike)."""
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        """rich's render_str over the cleaned text."""
+        return super().render_str(clean(text), **kwargs)
+
+
 PIPE_WIDTH = 250  # columns when writing to a pipe without $COLUMNS: rows stay whole
 
 
-def console(*, stderr: bool = False) -> Console:
-    """A console for stdout or stderr; on a pipe it is wide, so no row is cut or wrapped."""
-    stream = sys.stderr if stderr else sys.stdout
+def console(*, stderr: bool = False, file: IO[str] | None = None) -> Console:
+    """A console for stdout or stderr; on a pipe it is wide, so no row is cut or wrapped.
+
+    Markup is off: messages, reasons and commit text come from other people (tenants, git),
+    and `[link=...]` or `[bold]` in them must print as written. rich's Text also drops
+    control characters, so no escape sequence from a message reaches the terminal.
+    """
+    stream = file or (sys.stderr if stderr else sys.stdout)
     wide = not stream.isatty() and not os.environ.get("COLUMNS")
-    return Console(
-        stderr=stderr, soft_wrap=True, highlight=False, width=PIPE_WIDTH if wide else None
+    return SafeConsole(
+        file=file,
+        stderr=stderr,
+        soft_wrap=True,
+        highlight=False,
+        markup=False,
+        emoji=False,
+        width=PIPE_WIDTH if wide else None,
     )
 
 
@@ -108,7 +137,7 @@ def versions_table(rows: Sequence[VersionRow], *, env: str, now: dt.datetime) ->
             Text(row.version, style="bold" if row.current else ""),
             upstream,
             ago(row.upstream_healthy_since, now),
-            Text(", ".join(here) or "-", style="cyan" if row.current else ""),
+            Text(clean(", ".join(here)) or "-", style="cyan" if row.current else ""),
             before or "-",
         )
     return made
@@ -122,7 +151,7 @@ def checks_table(checks: Iterable[Mapping[str, Any]]) -> Table:
         made.add_row(
             str(check.get("name", "")),
             str(check.get("target", "")),
-            Text(state, style=_CHECK_STYLE.get(state, "")),
+            Text(clean(state), style=_CHECK_STYLE.get(state, "")),
             str(check.get("message", "")),
         )
     return made
@@ -130,12 +159,12 @@ def checks_table(checks: Iterable[Mapping[str, Any]]) -> Table:
 
 def diff_view(diff: str) -> Syntax:
     """The overlay's unified diff, coloured as a diff."""
-    return Syntax(diff.rstrip("\n"), "diff", theme="ansi_dark", background_color="default")
+    return Syntax(clean(diff.rstrip("\n")), "diff", theme="ansi_dark", background_color="default")
 
 
 def phase_text(phase: str) -> Text:
     """A phase name in its colour."""
-    return Text(phase, style=_PHASE_STYLE.get(phase, ""))
+    return Text(clean(phase), style=_PHASE_STYLE.get(phase, ""))
 
 
 class LiveLine:
@@ -154,11 +183,11 @@ class LiveLine:
         state = self._compute(dt.datetime.now(dt.UTC))
         line = Text.assemble(f"{self._name}: ", phase_text(state.phase))
         if state.check:
-            line.append(f"  check {state.check}")
+            line.append(f"  check {clean(state.check)}")
         if state.soak_left is not None:
             line.append(f"  soak: {format_duration(state.soak_left)} left", style="yellow")
         if state.message:
-            return Group(line, Text(f"  {state.message}", style="dim"))
+            return Group(line, Text(f"  {clean(state.message)}", style="dim"))
         return line
 
 
@@ -184,7 +213,7 @@ def history_table(rows: Sequence[HistoryRow], *, env: str) -> Table:
             row.by or "-",
             row.reason or "-",
             row.commit or "-",
-            Text(row.phase, style=_PHASE_STYLE.get(phase, "")),
+            Text(clean(row.phase), style=_PHASE_STYLE.get(phase, "")),
             row.promotion or "-",
         )
     return made
@@ -203,10 +232,10 @@ def status_table(rows: Sequence[StatusRow], *, namespaces: bool) -> Table:
             row.environment,
             row.git_version or "-",
             Text(
-                row.live_version or "-",
+                clean(row.live_version or "-"),
                 style="yellow" if row.live_version != row.git_version else "",
             ),
-            Text(health, style=style),
+            Text(clean(health), style=style),
             row.in_flight or "-",
         ]
         if namespaces:

@@ -9,9 +9,10 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.text import Text
 
 from promotion_operator.plugin.kube import Kube, KubeError, KubeFlags
-from promotion_operator.plugin.render import console
+from promotion_operator.plugin.render import clean, console
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the promotion failed or was superseded, or a command could not finish
@@ -32,7 +33,9 @@ class PluginError(click.ClickException):
     def show(self, file: Any = None) -> None:
         """Print `error: <message>` to stderr."""
         del file  # always stderr, through rich
-        console(stderr=True).print(f"[bold red]error:[/] {self.format_message()}", markup=True)
+        console(stderr=True).print(
+            Text.assemble(("error:", "bold red"), " ", clean(self.format_message()))
+        )
 
 
 @dataclass
@@ -61,7 +64,7 @@ class Session:
 
     def warn(self, message: str) -> None:
         """A note on stderr that does not stop the command."""
-        self.err.print(f"[yellow]warning:[/] {message}", markup=True, highlight=False)
+        self.err.print(Text.assemble(("warning:", "yellow"), " ", clean(message)))
 
 
 def _merge(ctx: click.Context, name: str, value: str | None) -> None:

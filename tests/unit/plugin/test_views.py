@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from promotion_operator.plugin.render import console, history_table
 from promotion_operator.plugin.views import (
     Commit,
     format_duration,
@@ -255,3 +257,26 @@ def test_status_rows_show_the_newest_real_promotion_in_flight() -> None:
     assert rows[1].in_flight == "new -> v3 (Promoting)"
     assert rows[0].in_flight is None
     assert rows[1].as_json()["gitVersion"] == "v1"
+
+
+def test_text_from_tenants_and_git_prints_as_written() -> None:
+    out = io.StringIO()
+    hostile = "[link=https://evil.example]click[/link] [bold]x[/bold]\x1b[2J\x07"
+    commit = Commit(
+        "abcdef1234567",
+        "2025-08-19T11:00:00+00:00",
+        "prod",
+        "a",
+        "b",
+        "team/p",
+        "u-1",
+        hostile,
+        hostile,
+    )
+    console(file=out).print(history_table(history_rows("prod", [], [commit]), env="prod"))
+    text = out.getvalue()
+    assert "[link=https://evil.example]click[/link]" in text
+    assert "[bold]x[/bold]" in text
+    assert "\x1b" not in text
+    assert "\x07" not in text
+    assert "?[2J" in text  # shown, defused
