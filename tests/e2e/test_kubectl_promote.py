@@ -178,7 +178,8 @@ def test_promote_follows_to_succeeded_then_history_status_and_rollback(
     # dev goes back first, so the rollback passes the upstream checks with or without the
     # operator's rollback guard (which lets spec.rollback skip them for a version prod ran)
     kube.apply(fresh_world.dev_application(ns, OLD_VERSION))
-    back = promote(kube, plugin_path, ns, "rollback", "tvhub-prod", "-r", "bad release", "--yes")
+    hostile = "bad release \x1b[2J\x1b]8;;https://evil.example\x07"  # clear screen, a link
+    back = promote(kube, plugin_path, ns, "rollback", "tvhub-prod", "-r", hostile, "--yes")
     assert back.returncode == 0, back.stdout + back.stderr
     assert f"rolling tvhub-prod back to {OLD_VERSION}" in back.stderr
     assert fresh_world.remote_file(PROD_OVERLAY).count(f"newTag: {OLD_VERSION}") == 2
@@ -187,6 +188,10 @@ def test_promote_follows_to_succeeded_then_history_status_and_rollback(
     ]
     assert [p["spec"]["version"] for p in rollback] == [OLD_VERSION]
     assert rollback[0]["status"]["phase"] == "Succeeded"
+    shown = promote(kube, plugin_path, ns, "history", "tvhub-prod", "--allow-local-git")
+    assert shown.returncode == 0, shown.stderr
+    assert "bad release ?[2J?]8;;https://evil.example?" in shown.stdout  # shown, defused
+    assert "\x1b" not in shown.stdout
 
 
 def test_a_failing_promotion_exits_non_zero_with_its_reason(
