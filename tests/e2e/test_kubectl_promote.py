@@ -3,12 +3,14 @@ against the real API server, registry, git remote and the operator process."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pty
 import select
 import subprocess
 import sys
+import termios
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +32,7 @@ from support.operator import wait_for
 pytestmark = pytest.mark.e2e
 PLUGIN_TIMEOUT = 180.0
 EXIT_NOT_CONFIRMED = 3
+EXIT_INTERRUPTED = 130
 
 
 @pytest.fixture(scope="module")
@@ -169,11 +172,16 @@ def test_promote_follows_to_succeeded_then_history_status_and_rollback(
         "Succeeded",
     )
 
-    def prod_version() -> Any:
-        rows = json.loads(promote(kube, plugin_path, ns, "status", "-o", "json").stdout)
-        return {row["environment"]: row for row in rows}["tvhub-prod"]["gitVersion"] == NEW_VERSION
+    def refreshed() -> bool:
+        status = kube.get("environment", "tvhub-prod", ns).get("status") or {}
+        return status.get("version") == NEW_VERSION
 
-    wait_for("status to show the new version", prod_version, logs=operator.logs)
+    wait_for("the operator's refresh of tvhub-prod", refreshed, logs=operator.logs)
+    shown = json.loads(promote(kube, plugin_path, ns, "status", "-o", "json").stdout)
+    assert {row["environment"]: row["gitVersion"] for row in shown} == {
+        "tvhub-dev": NEW_VERSION,
+        "tvhub-prod": NEW_VERSION,
+    }
 
     # dev goes back first, so the rollback passes the upstream checks with or without the
     # operator's rollback guard (which lets spec.rollback skip them for a version prod ran)
@@ -214,13 +222,28 @@ def test_a_failing_promotion_exits_non_zero_with_its_reason(
     assert [p["spec"].get("dryRun", False) for p in promotions(kube, ns)] == [False]
 
 
-def _run_in_pty(argv: Sequence[str], env: dict[str, str], answer: str) -> tuple[int, str]:
-    """Run with a pseudo-terminal as stdin/stdout/stderr; answer the first question."""
+def _run_in_pty(
+    argv: Sequence[str], env: dict[str, str], *script: tuple[bytes, bytes]
+) -> tuple[int, str]:
+    """Run with a pseudo-terminal as stdin/stdout/stderr; type each `keys` once its
+    `prompt` has been shown (Ctrl-C is b"\x03": the terminal turns it into SIGINT)."""
     main, child = pty.openpty()
-    proc = subprocess.Popen(argv, stdin=child, stdout=child, stderr=child, env=env)
+
+    def controlling_terminal() -> None:  # in the child, after setsid: as a shell would
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen(
+        argv,
+        stdin=child,
+        stdout=child,
+        stderr=child,
+        env=env,
+        start_new_session=True,
+        preexec_fn=controlling_terminal,  # noqa: PLW1509 - no threads hold locks it needs
+    )
     os.close(child)
     seen = b""
-    answered = False
+    todo = list(script)
     deadline = time.monotonic() + PLUGIN_TIMEOUT
     while time.monotonic() < deadline:
         ready, _, _ = select.select([main], [], [], 0.5)
@@ -232,12 +255,13 @@ def _run_in_pty(argv: Sequence[str], env: dict[str, str], answer: str) -> tuple[
             if not chunk:
                 break
             seen += chunk
-        if not answered and b"[y/n]" in seen:
-            os.write(main, answer.encode() + b"\n")
-            answered = True
+        if todo and todo[0][0] in seen:
+            os.write(main, todo.pop(0)[1])
         if proc.poll() is not None and not ready:
             break
     os.close(main)
+    if proc.poll() is None:
+        proc.kill()
     code = proc.wait(timeout=10)
     return code, seen.decode(errors="replace")
 
@@ -258,14 +282,24 @@ def test_the_confirmation_is_asked_on_a_terminal_and_refused_without_one(
     assert promotions(kube, ns) == []
 
     argv = ["kubectl", "promote", "tvhub-prod", NEW_VERSION, "-r", "by hand", "-n", ns]
-    code, screen = _run_in_pty(argv, _env(kube, plugin_path), "n")
+    code, screen = _run_in_pty(argv, _env(kube, plugin_path), (b"[y/n]", b"n\n"))
     assert code == EXIT_NOT_CONFIRMED, screen
     assert f"Promote tvhub-prod to {NEW_VERSION}?" in screen
     assert NEW_VERSION in screen  # the diff was shown before the question
     assert all(p["spec"].get("dryRun") for p in promotions(kube, ns))
     assert fresh_world.remote_head() == head
 
-    code, screen = _run_in_pty(argv, _env(kube, plugin_path), "y")
+    code, screen = _run_in_pty(argv, _env(kube, plugin_path), (b"[y/n]", b"y\n"))
     assert code == 0, screen
     assert "Succeeded" in screen
     assert fresh_world.remote_file(PROD_OVERLAY).count(f"newTag: {NEW_VERSION}") == 2
+
+    # Ctrl-C while following a Promotion that waits (dev never ran this version)
+    untested = ["kubectl", "promote", "tvhub-prod", UNTESTED_VERSION, "-r", "wait", "-n", ns]
+    code, screen = _run_in_pty(
+        untested, _env(kube, plugin_path), (b"[y/n]", b"y\n"), (b"Verifying", b"\x03")
+    )
+    assert code == EXIT_INTERRUPTED, screen
+    assert "the promotion goes on" in screen
+    waiting = kube.get("promotion", f"tvhub-prod-{UNTESTED_VERSION}", ns)
+    assert waiting["status"]["phase"] == "Verifying"  # still there, still waiting

@@ -127,10 +127,14 @@ def dry_run(session: Session, request: Request, *, requester: str | None) -> Obj
     session.err.print(Text.assemble("dry run ", (name, "bold"), " created; waiting for its checks"))
     until = time.monotonic() + DRY_RUN_WAIT
     seen = obj
-    if not _checks_ran(seen):
-        for seen in kube.watch_promotion(name, obj["metadata"]["resourceVersion"], until=until):
-            if _checks_ran(seen):
-                break
+    try:
+        if not _checks_ran(seen):
+            for seen in kube.watch_promotion(name, obj["metadata"]["resourceVersion"], until=until):
+                if _checks_ran(seen):
+                    break
+    except KeyboardInterrupt:
+        kube.delete_promotion(name)  # nobody will look at it: no more work for the operator
+        raise
     if not _checks_ran(seen):
         kube.delete_promotion(name)
         raise PluginError(
