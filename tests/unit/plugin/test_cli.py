@@ -11,6 +11,7 @@ import yaml
 from click.testing import CliRunner
 
 from promotion_operator.plugin.flow import promotion_name
+from promotion_operator.plugin.kube import Kube, KubeFlags
 from promotion_operator.plugin.main import cli
 from promotion_operator.plugin.session import EXIT_NOT_CONFIRMED
 from promotion_operator.registry import _next_page
@@ -117,3 +118,33 @@ def test_gitops_rollback_sets_the_rollback_field(checkout: Path) -> None:
     assert result.exit_code == 0, result.output
     manifest = yaml.safe_load((checkout / "promotions/prod-v1.yaml").read_text())
     assert manifest["spec"]["rollback"] is True
+
+
+def test_an_unreadable_kubeconfig_is_one_clear_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["versions", "prod", "--kubeconfig", str(tmp_path / "none")])
+    assert result.exit_code == 1
+    assert "error: cannot load the kubeconfig" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_the_namespace_comes_from_the_kubeconfig_context(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [
+                    {"name": "a", "context": {"cluster": "c", "user": "u", "namespace": "team-a"}},
+                    {"name": "b", "context": {"cluster": "c", "user": "u"}},
+                ],
+                "current-context": "a",
+            }
+        )
+    )
+    assert Kube(KubeFlags(kubeconfig=str(kubeconfig))).namespace == "team-a"
+    assert Kube(KubeFlags(kubeconfig=str(kubeconfig), context="b")).namespace == "default"
+    flagged = KubeFlags(kubeconfig=str(kubeconfig), namespace="mine")
+    assert Kube(flagged).namespace == "mine"
