@@ -162,6 +162,10 @@ def test_promote_follows_to_succeeded_then_history_status_and_rollback(
     assert [p["metadata"]["name"] for p in real] == [f"tvhub-prod-{NEW_VERSION}"]
     commit = real[0]["status"]["commit"]
     assert result.stdout.count(commit[:7]) >= 1
+    again = promote(kube, plugin_path, ns, "tvhub-prod", NEW_VERSION, "-r", "again", "--yes")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"tvhub-prod already pins {NEW_VERSION}: nothing to promote" in again.stdout
+    assert len([p for p in promotions(kube, ns) if not p["spec"].get("dryRun")]) == 1
     whoami = kube.kubectl("auth", "whoami", "-o", "jsonpath={.status.userInfo.username}").stdout
     assert f"Requested-By: {whoami}" in fresh_world.remote_messages()[0]
 

@@ -38,7 +38,6 @@ from promotion_operator.plugin.session import (
 from promotion_operator.plugin.views import (
     condition,
     is_current_generation_finished,
-    outcome_reason,
     progress,
 )
 
@@ -157,8 +156,6 @@ def show_dry_run(session: Session, obj: Object) -> None:
     if diff:
         out.print("overlay diff:")
         out.print(diff_view(diff))
-    elif phase == Phase.SUCCEEDED:
-        out.print(f"no change: {status.get('message') or outcome_reason(obj)}")
     if phase == Phase.VERIFYING:
         out.print(
             "some checks are still waiting; the Promotion will wait for them (or fail at "
@@ -259,9 +256,15 @@ def run(session: Session, request: Request, *, yes: bool) -> int:
     refuse_without_terminal(yes=yes)
     requester = session.kube.whoami()
     seen = dry_run(session, request, requester=requester)
-    if (seen.get("status") or {}).get("phase") == Phase.FAILED:
+    status = seen.get("status") or {}
+    if status.get("phase") == Phase.FAILED:
         session.out.print("the dry run failed: nothing was promoted")
         return EXIT_FAILED
+    if status.get("phase") == Phase.SUCCEEDED and not status.get("diff"):
+        session.out.print(
+            f"{request.environment} already pins {request.version}: nothing to promote"
+        )
+        return EXIT_OK
     confirm(session, request, yes=yes)
     body = manifest(
         session.kube.namespace,
