@@ -65,6 +65,9 @@ _TOKEN_EXPIRY_MARGIN = 5.0
 # than 4 MiB), and so are tokens (a few KiB of JWT); more is an attack or a broken server.
 MAX_MANIFEST_BYTES = 4 << 20
 MAX_TOKEN_BYTES = 256 << 10
+# A tags/list page: 1,000 tags of at most 128 characters is about 150 KiB.
+MAX_TAGS_PAGE_BYTES = 1 << 20
+TAGS_PAGE_SIZE = 1000
 _MAX_REDIRECTS = 3
 
 
@@ -182,16 +185,52 @@ class RegistryClient:
             )
         raise _status_error(target, response.status, "checking the tag")
 
+    def list_tags(
+        self, image: str, *, max_tags: int = 10_000, deadline: float = 30.0
+    ) -> tuple[list[str], bool]:
+        """Return the tags of `image` (OCI `tags/list`, following `Link` pages) and whether
+        the list is complete.
+
+        Bounded three ways: each page is at most MAX_TAGS_PAGE_BYTES, at most `max_tags`
+        tags are read, and the whole listing stops at `deadline` seconds (a partial list
+        is returned with `complete=False` once at least one page was read). Raises like
+        `check_tag` when the first page cannot be read; a missing repository is a
+        `PermanentError(TAG_MISSING)`.
+        """
+        host, repository = split_image(image)
+        target = _Target(host, repository, image)
+        end = time.monotonic() + deadline
+        path = f"/v2/{repository}/tags/list?n={TAGS_PAGE_SIZE}"
+        tags: list[str] = []
+        while True:
+            response = self._authorized(target, "GET", path, max_body=MAX_TAGS_PAGE_BYTES)
+            if response.status == 404:
+                raise PermanentError(
+                    Reason.TAG_MISSING, f"repository {repository} not found in registry {host}"
+                )
+            if response.status != 200:
+                raise _status_error(target, response.status, "listing tags")
+            tags.extend(_page_tags(response.body, target))
+            following = _next_page(response.headers.get("Link", ""), repository)
+            if following is None:
+                return tags[:max_tags], len(tags) <= max_tags
+            if len(tags) >= max_tags or time.monotonic() >= end:
+                return tags[:max_tags], False
+            path = following
+
     # -- auth flows ---------------------------------------------------------------------
 
-    def _authorized(self, target: _Target, method: str, path: str) -> Reply:
+    def _authorized(
+        self, target: _Target, method: str, path: str, *, max_body: int = MAX_MANIFEST_BYTES
+    ) -> Reply:
         """Send a request, answering a 401 challenge once; auth failures raise."""
         host = target.host
-        response = self._send(target, method, path, self._known_authorization(target))
+        known = self._known_authorization(target)
+        response = self._send(target, method, path, known, max_body=max_body)
         if response.status == 401:
             challenge = parse_www_authenticate(response.headers.get("WWW-Authenticate", ""))
             authorization = self._answer_challenge(target, challenge)
-            response = self._send(target, method, path, authorization)
+            response = self._send(target, method, path, authorization, max_body=max_body)
             if response.status in (401, 403):
                 with self._lock:
                     self._tokens.pop((host, target.scope), None)
@@ -305,24 +344,36 @@ class RegistryClient:
 
     # -- transport ----------------------------------------------------------------------
 
-    def _send(self, target: _Target, method: str, path: str, authorization: str | None) -> Reply:
+    def _send(
+        self,
+        target: _Target,
+        method: str,
+        path: str,
+        authorization: str | None,
+        *,
+        max_body: int = MAX_MANIFEST_BYTES,
+    ) -> Reply:
         host = target.host
         use_tls = not (self._insecure and host in self._plain_http_hosts)
         what = f"registry {host}"
         try:
-            return self._send_once(host, method, path, authorization, use_tls=use_tls)
+            return self._send_once(
+                host, method, path, authorization, use_tls=use_tls, max_body=max_body
+            )
         except TLSError as error:
             if not (self._insecure and use_tls):
                 raise _tls_error(what, error) from None
         except BodyTooLargeError:
-            raise _manifest_too_large(target) from None
+            raise _too_large(target, max_body) from None
         except FetchError as error:
             raise _transport_error(what, error) from None
         # insecure: the host did not complete a TLS handshake; it may speak plain HTTP.
         try:
-            response = self._send_once(host, method, path, authorization, use_tls=False)
+            response = self._send_once(
+                host, method, path, authorization, use_tls=False, max_body=max_body
+            )
         except BodyTooLargeError:
-            raise _manifest_too_large(target) from None
+            raise _too_large(target, max_body) from None
         except FetchError as error:
             raise _transport_error(what, error) from None
         with self._lock:
@@ -330,12 +381,17 @@ class RegistryClient:
         return response
 
     def _send_once(
-        self, host: str, method: str, path: str, authorization: str | None, *, use_tls: bool
+        self,
+        host: str,
+        method: str,
+        path: str,
+        authorization: str | None,
+        *,
+        use_tls: bool,
+        max_body: int,
     ) -> Reply:
         url = f"{'https' if use_tls else 'http'}://{host}{path}"
-        return self._fetch_following(
-            url, None, authorization, method=method, max_body=MAX_MANIFEST_BYTES
-        )
+        return self._fetch_following(url, None, authorization, method=method, max_body=max_body)
 
     def _fetch_following(
         self,
@@ -406,17 +462,50 @@ def _status_error(target: _Target, status: int, doing: str) -> PermanentError | 
     )
 
 
+def _page_tags(body: bytes, target: _Target) -> list[str]:
+    """The valid tags of one tags/list page; anything else in it is ignored."""
+    try:
+        tags = json.loads(body).get("tags") or []
+    except (ValueError, AttributeError):
+        raise RetryableError(
+            Reason.REGISTRY_UNAVAILABLE,
+            f"registry {target.host} answered tags/list of {target.repository} with no JSON",
+        ) from None
+    if not isinstance(tags, list):
+        return []
+    return [tag for tag in tags if isinstance(tag, str) and is_valid_tag(tag)]
+
+
+_LINK_NEXT_RE = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
+
+
+def _next_page(link: str, repository: str) -> str | None:
+    """The path of the next tags/list page from a `Link` header, on the same registry.
+
+    Only a path of the same repository's tags/list is followed: a registry cannot point
+    the listing (and the credentials that go with it) elsewhere.
+    """
+    match = _LINK_NEXT_RE.search(link)
+    if match is None:
+        return None
+    parts = urlsplit(match[1])
+    if parts.netloc or parts.path != f"/v2/{repository}/tags/list":
+        return None
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
 def _origin(url: str) -> tuple[str, str, int | None]:
     parts = urlsplit(url)
     default = 443 if parts.scheme == "https" else 80
     return parts.scheme, (parts.hostname or "").lower(), parts.port or default
 
 
-def _manifest_too_large(target: _Target) -> PermanentError:
+def _too_large(target: _Target, max_body: int) -> PermanentError:
     return PermanentError(
         Reason.REGISTRY_UNAVAILABLE,
-        f"registry {target.host} answered with more than {MAX_MANIFEST_BYTES} bytes for "
-        f"{target.reference}; a manifest is far smaller, so the operator stopped reading",
+        f"registry {target.host} answered with more than {max_body} bytes for "
+        f"{target.reference}; a manifest or a tags page is far smaller, so the operator "
+        "stopped reading",
     )
 
 

@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 
+from promotion_operator import REQUESTED_BY_ANNOTATION
 from promotion_operator.domain.errors import PermanentError, Reason
 from promotion_operator.domain.models import EnvironmentStatus, HealthStatus, Phase
 from promotion_operator.health import Observation
 from promotion_operator.lifecycle.config import OperatorConfig
 from promotion_operator.lifecycle.newest import request_time
-from promotion_operator.lifecycle.objects import REQUESTED_BY_ANNOTATION, Environment, Promotion
+from promotion_operator.lifecycle.objects import Environment, Promotion
 from promotion_operator.lifecycle.observe import healthy_for, healthy_since
 from promotion_operator.lifecycle.promotions import backoff
 

@@ -260,5 +260,6 @@ def test_dump_of_a_spec_keeps_defaults() -> None:
         "version": "v1",
         "dryRun": False,
         "overrideWindow": False,
+        "rollback": False,
         "timeout": "30m",
     }

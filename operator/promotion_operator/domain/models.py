@@ -433,6 +433,11 @@ class PromotionSpec(Model):
         description="Promote even while a promotion window is closed (never through a "
         "PromotionPolicy freeze); recorded in the commit.",
     )
+    rollback: bool = Field(
+        default=False,
+        description="Allow moving the Environment back to an older version (kubectl promote "
+        "rollback sets it).",
+    )
     timeout: Duration = Field(
         default="30m",
         description="Give up waiting for checks (and, after the push, for the deployment) "

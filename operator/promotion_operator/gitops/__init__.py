@@ -4,6 +4,21 @@ decided in `domain.gitfailures`.
 """
 
 from promotion_operator.gitops.credentials import GitAuth, HTTPSAuth, SSHAuth
-from promotion_operator.gitops.repository import Edit, GitRepository, PushResult, Reader
+from promotion_operator.gitops.repository import (
+    CommitRecord,
+    Edit,
+    GitRepository,
+    PushResult,
+    Reader,
+)
 
-__all__ = ["Edit", "GitAuth", "GitRepository", "HTTPSAuth", "PushResult", "Reader", "SSHAuth"]
+__all__ = [
+    "CommitRecord",
+    "Edit",
+    "GitAuth",
+    "GitRepository",
+    "HTTPSAuth",
+    "PushResult",
+    "Reader",
+    "SSHAuth",
+]

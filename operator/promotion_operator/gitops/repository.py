@@ -45,6 +45,15 @@ _RECORD = "\x1e"
 
 
 @dataclass(frozen=True)
+class CommitRecord:
+    """One commit as `log_with_trailer` returns it."""
+
+    sha: str
+    committed_at: str  # ISO 8601, the committer date
+    message: str
+
+
+@dataclass(frozen=True)
 class PushResult:
     """Outcome of commit_and_push: the pushed commit (None when nothing changed)."""
 
@@ -186,6 +195,31 @@ class GitRepository:
             if sha and has_trailers(message, trailers):
                 return sha
         return None
+
+    def log_with_trailer(self, key: str, *, limit: int) -> list[CommitRecord]:
+        """The newest `limit` commits of origin/<branch> that mention `key:`, newest first.
+
+        Fetches first (under the lock, as `find_commit` does). git selects candidates by
+        text; callers read the trailer block (`domain.gitrules.trailer_block`) to know
+        whether a commit really carries the trailer.
+        """
+        args = [
+            "log",
+            f"--format=%H{_FIELD}%cI{_FIELD}%B{_RECORD}",
+            "--fixed-strings",
+            f"--grep={key}: ",
+            f"--max-count={max(limit, 1)}",
+        ]
+        with self.lock():
+            self._fetch_or_clone()
+            out = self._git_raw(*args, self._remote_ref, "--")
+        records: list[CommitRecord] = []
+        for record in out.split(_RECORD):
+            sha, _, rest = record.strip("\n").partition(_FIELD)
+            committed, _, message = rest.partition(_FIELD)
+            if sha:
+                records.append(CommitRecord(sha, committed, message))
+        return records
 
     def commit_and_push(
         self,

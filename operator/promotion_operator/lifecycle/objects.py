@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from promotion_operator import REQUESTED_BY_ANNOTATION
 from promotion_operator.domain.errors import PermanentError, Reason
 from promotion_operator.domain.models import (
     EnvironmentSpec,
@@ -12,8 +13,6 @@ from promotion_operator.domain.models import (
     PromotionStatus,
 )
 from promotion_operator.k8s import ClusterAPI, NotFoundError, Object
-
-REQUESTED_BY_ANNOTATION = "promotion.gitops.dev/requested-by"
 
 
 @dataclass(frozen=True)
