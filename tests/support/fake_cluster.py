@@ -20,6 +20,7 @@ from typing import Any
 from promotion_operator.domain.errors import PermanentError, PromotionError, Reason, RetryableError
 from promotion_operator.domain.gitrules import has_trailers
 from promotion_operator.domain.images import RegistryCredentials
+from promotion_operator.domain.rollback import PromotionCommit, parse_promotion_commit
 from promotion_operator.gitops import Edit, GitAuth, PushResult
 from promotion_operator.k8s import NotFoundError, Object
 from promotion_operator.lifecycle.ports import Ports, Repository, TagChecker
@@ -267,6 +268,20 @@ class FakeRepository:
     def read_many(self, commit: str, paths: Sequence[str]) -> dict[str, str | None]:
         """Files at a commit."""
         return {path: self.file_at(commit, path) for path in paths}
+
+    def promotion_history(self, commit: str, relative: str) -> list[PromotionCommit]:
+        """The operator's commits that changed `relative`, newest first, up to `commit`."""
+        found: list[PromotionCommit] = []
+        by_sha = {c.sha: c for c in self.commits}
+        at = by_sha.get(commit)
+        while at is not None and at.parent is not None:
+            parent = by_sha[at.parent]
+            if at.files.get(relative) != parent.files.get(relative):
+                parsed = parse_promotion_commit(at.sha, at.when.isoformat(), at.message)
+                if parsed is not None:
+                    found.append(parsed)
+            at = parent
+        return found
 
     def commit(self, files: Mapping[str, str], message: str = "someone else") -> str:
         """Commit as someone else (a human, CI, another replica)."""

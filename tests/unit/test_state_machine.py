@@ -299,12 +299,125 @@ def _api_server_down(world: World) -> None:
     )
 
 
+def _promoted(world: World, name: str, old: str, new: str) -> str:
+    """A commit an earlier Promotion `name` pushed, moving prod from `old` to `new`."""
+    message = commit_message(
+        namespace=NS,
+        name=name,
+        uid=f"uid-{name}",
+        generation=1,
+        environment="prod",
+        old=old,
+        new=new,
+        reason="earlier",
+        requested_by="bob",
+    )
+    sha = world.repo.commit({PROD_OVERLAY: overlay(new, new)}, message)
+    world.seed_commits = len(world.repo.commits)
+    return sha
+
+
+def _moved_on(world: World) -> None:
+    """prod was promoted to NEW, then on to NEWER; dev runs NEWER now."""
+    _promoted(world, "to-new", OLD, NEW)
+    _promoted(world, "to-newer", NEW, NEWER)
+    with_upstream(world, dev_runs(NEWER))
+
+
+def _newer_by_hand(world: World) -> None:
+    """A human moved prod to NEWER (no promotion ever pushed NEW); dev runs NEWER."""
+    world.repo.commit({PROD_OVERLAY: overlay(NEWER, NEWER)}, "hotfix by hand")
+    world.seed_commits = len(world.repo.commits)
+    with_upstream(world, dev_runs(NEWER))
+
+
+def _moved_on_undated(world: World) -> None:
+    """Versions without dates: prod went release-1 -> release-2 -> release-3."""
+    world.cluster.environments[(NS, "prod")]["spec"]["versionPattern"] = r"^release-\d+$"
+    for image in (APP, WORKER):
+        world.registry.tags[image] = {"release-1", "release-2", "release-3"}
+    _promoted(world, "r1", OLD, "release-1")
+    _promoted(world, "r2", "release-1", "release-2")
+    _promoted(world, "r3", "release-2", "release-3")
+
+
+def _moved_on_and_tag_gone(world: World) -> None:
+    _moved_on(world)
+    world.registry.tags[WORKER] = {NEWER}
+
+
 def _upstream_in_another_teams_namespace(world: World) -> None:
     with_upstream(world, dev_runs(NEW))
     world.cluster.environments[(NS, "dev")]["spec"]["health"]["argocd"]["namespace"] = "payroll"
 
 
 CASES = {
+    "a re-created Promotion of a version prod moved away from is refused": Case(
+        _moved_on,
+        Phase.FAILED,
+        Reason.WOULD_ROLL_BACK,
+        f"prod runs {NEWER} and {NEW} is dated 2025-08-19, before {NEWER}",
+        checks=(
+            ("VersionPattern", "Passed"),
+            ("TagExists", "Passed"),
+            ("TagExists", "Passed"),
+            ("RollbackGuard", "Failed"),
+        ),
+    ),
+    "an earlier date is refused even when no promotion pushed it": Case(
+        _newer_by_hand, Phase.FAILED, Reason.WOULD_ROLL_BACK, "Set spec.rollback: true"
+    ),
+    "an undated version prod moved away from is refused": Case(
+        _moved_on_undated,
+        Phase.FAILED,
+        Reason.WOULD_ROLL_BACK,
+        "already moved away from release-1",
+        spec={"version": "release-1"},
+    ),
+    "a rollback to a version pushed before needs no upstream proof": Case(
+        _moved_on,
+        Phase.SUCCEEDED,
+        Reason.PROMOTED,
+        "promoted",
+        commits=1,
+        checks=(
+            ("VersionPattern", "Passed"),
+            ("TagExists", "Passed"),
+            ("TagExists", "Passed"),
+            ("RollbackGuard", "Passed"),
+        ),
+        spec={"rollback": True},
+    ),
+    "a rollback to a version prod never ran goes through the upstream checks": Case(
+        _newer_by_hand,
+        Phase.FAILED,
+        Reason.UPSTREAM_VERSION_MISMATCH,
+        "timed out after 1m",
+        checks=(
+            ("VersionPattern", "Passed"),
+            ("TagExists", "Passed"),
+            ("TagExists", "Passed"),
+            ("RollbackGuard", "Passed"),
+            ("UpstreamHealthy", "Passed"),
+            ("UpstreamVersion", "Waiting"),
+        ),
+        spec={"rollback": True, "timeout": "1m"},
+    ),
+    "a rollback still needs its tag in the registry": Case(
+        _moved_on_and_tag_gone,
+        Phase.FAILED,
+        Reason.TAG_MISSING,
+        "timed out after 1m: tag " + NEW,
+        spec={"rollback": True, "timeout": "1m"},
+    ),
+    "a newer version after a rollback is a plain promotion": Case(
+        _upstream(dev_runs(NEW)),
+        Phase.SUCCEEDED,
+        Reason.PROMOTED,
+        "promoted",
+        commits=1,
+        spec={"rollback": True},
+    ),
     "a health source in another team's namespace fails": Case(
         _upstream_in_another_teams_namespace,
         Phase.FAILED,
@@ -851,3 +964,31 @@ def test_a_live_tag_that_is_no_version_never_reaches_status_or_proves_anything()
     upstream_version = next(c for c in final["status"]["checks"] if c["name"] == "UpstreamVersion")
     assert "AKIA" not in upstream_version["message"]
     assert final["status"]["phase"] == Phase.FAILED
+
+
+def test_a_vouched_rollback_names_the_promotion_and_commit_that_vouch_for_it() -> None:
+    world = World()
+    _moved_on(world)
+    vouching = world.repo.commits[-2]
+    world.add(promotion("back", NEW, uid="uid-back", rollback=True, reason="v20250820 broke"))
+
+    final = world.drive("back")
+
+    guard = next(c for c in final["status"]["checks"] if c["name"] == "RollbackGuard")
+    assert vouching.sha[:12] in guard["message"]
+    assert f"Promotion {NS}/to-new" in guard["message"]
+    assert vouching.when.isoformat() in guard["message"]
+    assert world.repo.head.files[PROD_OVERLAY] == overlay(NEW, NEW)
+    assert world.repo.head.message.startswith(f"promote prod: {NEWER} -> {NEW}")
+
+
+def test_a_refused_rollback_pushes_nothing_and_says_how_to_allow_it() -> None:
+    world = World()
+    _moved_on(world)
+    world.add(promotion("to-new", NEW, uid="uid-recreated"))
+
+    final = world.drive("to-new")
+
+    assert world.new_commits == 0
+    assert "spec.rollback: true" in final["status"]["message"]
+    assert any(e.reason == "WouldRollBack" and e.warning for e in world.cluster.events)

@@ -34,6 +34,7 @@ class Reason(StrEnum):
     INVALID_GIT_URL = "InvalidGitURL"
     INVALID_OVERLAY = "InvalidOverlay"
     IMAGE_NOT_IN_OVERLAY = "ImageNotInOverlay"
+    WOULD_ROLL_BACK = "WouldRollBack"
     # registry
     TAG_MISSING = "TagMissing"
     REGISTRY_AUTH_FAILED = "RegistryAuthFailed"
@@ -72,6 +73,7 @@ class CheckName(StrEnum):
     UPSTREAM_HEALTHY = "UpstreamHealthy"
     UPSTREAM_VERSION = "UpstreamVersion"
     SOAK = "Soak"
+    ROLLBACK_GUARD = "RollbackGuard"
 
 
 class PromotionError(Exception):

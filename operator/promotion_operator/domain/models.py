@@ -272,6 +272,13 @@ class PromotionSpec(Model):
     )
     reason: str | None = Field(default=None, max_length=1024, description="Why, for humans.")
     dry_run: bool = Field(default=False, description="Verify and compute the diff, never push.")
+    rollback: bool = Field(
+        default=False,
+        description="Allow moving the Environment to an older version (an earlier date, or "
+        "one it already moved away from). A version an earlier promotion of this Environment "
+        "pushed needs no upstream proof again; without this, such a Promotion fails with "
+        "WouldRollBack.",
+    )
     timeout: Duration = Field(
         default="30m",
         description="Give up waiting for checks (and, after the push, for the deployment) "

@@ -26,6 +26,8 @@ from promotion_operator.domain.gitrules import (
     validate_branch,
     validate_git_url,
 )
+from promotion_operator.domain.planning import Trailer
+from promotion_operator.domain.rollback import PromotionCommit, parse_promotion_commit
 from promotion_operator.gitops.credentials import GitAuth, HTTPSAuth, secrets_of
 from promotion_operator.gitops.locks import repository_lock
 from promotion_operator.gitops.runner import DEFAULT_AUTHOR, GitRunner, Result
@@ -186,6 +188,35 @@ class GitRepository:
             if sha and has_trailers(message, trailers):
                 return sha
         return None
+
+    def promotion_history(self, commit: str, relative: str) -> list[PromotionCommit]:
+        """The operator's commits that changed one file, newest first, up to `commit`.
+
+        One `git log` over the whole history of that path (no window that would hide an
+        old promotion): git keeps the commits whose message mentions a Promotion UID, and
+        only those whose trailer block names a Promotion count. Local: `commit` comes from
+        `snapshot()` or `sync()`.
+        """
+        confine_path(self._clone_dir, relative)
+        if commit.startswith("-"):
+            raise ValueError(f"not a commit: {commit!r}")
+        out = self._git_raw(
+            "log",
+            f"--format=%H{_FIELD}%cI{_FIELD}%B{_RECORD}",
+            "--fixed-strings",
+            f"--grep={Trailer.UID}: ",
+            commit,
+            "--",
+            f":(literal){relative}",
+        )
+        found: list[PromotionCommit] = []
+        for record in out.split(_RECORD):
+            sha, _, rest = record.strip("\n").partition(_FIELD)
+            when, _, message = rest.partition(_FIELD)
+            parsed = parse_promotion_commit(sha, when, message) if sha else None
+            if parsed is not None:
+                found.append(parsed)
+        return found
 
     def commit_and_push(
         self,

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from promotion_operator.domain.gitrules import validate_git_url
 from promotion_operator.domain.images import RegistryCredentials
+from promotion_operator.domain.rollback import PromotionCommit
 from promotion_operator.gitops import Edit, GitAuth, GitRepository, PushResult
 from promotion_operator.k8s import ClusterAPI
 from promotion_operator.lifecycle.config import OperatorConfig
@@ -78,6 +79,10 @@ class Repository(Protocol):
 
     def read_many(self, commit: str, paths: Sequence[str]) -> dict[str, str | None]:
         """Files at a commit (None for a path that is no file)."""
+        ...
+
+    def promotion_history(self, commit: str, relative: str) -> list[PromotionCommit]:
+        """The operator's commits that changed a file, newest first, up to `commit`."""
         ...
 
 

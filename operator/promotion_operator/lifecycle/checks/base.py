@@ -22,6 +22,7 @@ from promotion_operator.domain.errors import (
 )
 from promotion_operator.domain.models import Check as CheckRecord
 from promotion_operator.domain.models import CheckState
+from promotion_operator.domain.rollback import PromotionCommit
 from promotion_operator.health import Observation
 from promotion_operator.lifecycle.config import OperatorConfig
 from promotion_operator.lifecycle.credentials import registry_credentials
@@ -96,6 +97,9 @@ class CheckContext:
         self.promotion = promotion
         self.env = env
         self.moment = moment
+        # Set by RollbackGuard when an earlier promotion of this Environment pushed the
+        # version being rolled back to: that promotion is the proof, not the upstream.
+        self.vouch: PromotionCommit | None = None
 
     @property
     def version(self) -> str:
@@ -164,8 +168,8 @@ class UpstreamCheck(Check):
     """A check about the upstream Environment: it applies only when there is one."""
 
     def applies(self, ctx: CheckContext) -> bool:
-        """Only for an Environment with an upstream."""
-        return bool(ctx.env.spec.upstream)
+        """Only for an Environment with an upstream, and not for a vouched rollback."""
+        return bool(ctx.env.spec.upstream) and ctx.vouch is None
 
     def target(self, ctx: CheckContext) -> str:
         """The upstream's name."""
