@@ -91,12 +91,14 @@ def fetch(
     headers: Mapping[str, str] | None = None,
     params: Mapping[str, str] | None = None,
     verify: bool | str = True,
+    body: bytes | None = None,
 ) -> Reply:
     """Send one request to an http(s) `url` and read the reply within the limits.
 
     `deadline` is in seconds for the whole call; `max_body` is the most body bytes read.
     `verify` is True (system CA store), a CA bundle path, or False (no verification: only
-    for a registry the user marked insecure). `params` are added to the query string.
+    for a registry the user marked insecure). `params` are added to the query string;
+    `body` is sent as the request body (with its Content-Length).
     Redirects are returned, not followed. Raises `DeadlineError`, `BodyTooLargeError`,
     `TLSError` or `ConnectError` (all `FetchError`); never anything else for I/O.
     """
@@ -126,7 +128,7 @@ def fetch(
             target = f"http://{sent_headers['Host']}{target}"
             if proxy.authorization:
                 sent_headers["Proxy-Authorization"] = proxy.authorization
-        connection.request(method, target, headers=sent_headers)
+        connection.request(method, target, body=body, headers=sent_headers)
         response = connection.getresponse()
         chunks: list[bytes] = []
         size = 0

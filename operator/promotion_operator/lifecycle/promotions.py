@@ -45,9 +45,11 @@ from promotion_operator.lifecycle.deployment import (
     expect_deployment,
 )
 from promotion_operator.lifecycle.newest import newer_promotion
+from promotion_operator.lifecycle.notices import notice_of
 from promotion_operator.lifecycle.objects import Environment, Promotion, load_environment
 from promotion_operator.lifecycle.ports import Ports, Repository, open_repository
 from promotion_operator.lifecycle.status import StatusWriter
+from promotion_operator.metrics import STAGE_SECONDS, set_in_flight
 
 log = logging.getLogger(__name__)
 
@@ -289,10 +291,15 @@ def reconcile(
         return None
     writer = StatusWriter(ports.cluster, promotion, moment)
     delay = _round(config, ports, promotion, writer, attempt, moment)
+    ended = writer.phase is not None and writer.phase.finished
+    changed = not promotion.current or promotion.status.phase != writer.phase
+    if ended and changed and not promotion.spec.dry_run:
+        ports.notifier.submit(notice_of(promotion, writer.status))  # queued, never waited on
     if delay is None and awaits_deployment(dump(writer.status)):
-        return DEPLOYMENT_POLL  # pushed: next, watch the Environment run it
-    if delay is None and writer.phase is not None and writer.phase.finished:
+        delay = DEPLOYMENT_POLL  # pushed: next, watch the Environment run it
+    elif delay is None and writer.phase is not None and writer.phase.finished:
         prune_history(config, ports, promotion.namespace, promotion.spec.environment)
+    set_in_flight(promotion.namespace, promotion.name, active=delay is not None)
     return delay
 
 
@@ -381,7 +388,8 @@ def _advance(
     # written by anyone else ("Promoting", say) is never proof that they did.
     records: list[Check] = []
     writer.status.checks = records  # filled as the checks run: a failing one shows too
-    verification = verify(CheckContext(config, ports, promotion, env, moment), records)
+    with STAGE_SECONDS.labels("verify").time():
+        verification = verify(CheckContext(config, ports, promotion, env, moment), records)
     if verification.waiting is not None:
         if writer.phase == Phase.PROMOTING:
             writer.status.phase = Phase.VERIFYING  # true no longer: back to waiting
@@ -412,7 +420,8 @@ def _advance(
             message=writer.status.message,
         )
         writer.write(event_reason=Reason.PROMOTING)
-    promote(config, ports, promotion, env, writer)
+    with STAGE_SECONDS.labels("git").time():
+        promote(config, ports, promotion, env, writer)
     return None
 
 
