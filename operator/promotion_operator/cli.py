@@ -42,7 +42,7 @@ def _run(args: argparse.Namespace) -> int:
     from promotion_operator.domain.models import NotificationFormat
     from promotion_operator.lifecycle.config import OperatorConfig
 
-    _configure_logging(kopf, json_lines=args.log_format == "json", verbose=args.verbose)
+    logs.configure(json_lines=args.log_format == "json", verbose=args.verbose)
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig  # kopf's login reads it too
     k8s.load_config(args.kubeconfig)
@@ -72,19 +72,6 @@ def _run(args: argparse.Namespace) -> int:
         liveness_endpoint=args.liveness,
     )
     return 0
-
-
-def _configure_logging(kopf: ModuleType, *, json_lines: bool, verbose: bool) -> None:
-    """kopf's log setup (text, or one JSON object a line via python-json-logger), with
-    the object being handled named on every line, ours as well as kopf's."""
-    kopf.configure(
-        verbose=verbose,
-        log_format=kopf.LogFormat.JSON if json_lines else kopf.LogFormat.FULL,
-        log_prefix=not json_lines,
-        log_refkey="object",
-    )
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(logs.ObjectFilter())
 
 
 def _wait_for_leadership(args: argparse.Namespace, k8s: ModuleType) -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from promotion_operator.domain.models import NotificationFormat
 from promotion_operator.domain.notifications import Notice, body
 from promotion_operator.fetch import FetchError, fetch
+from promotion_operator.logs import about
 from promotion_operator.metrics import CALL_ERRORS, CALL_SECONDS, NOTIFICATIONS, NOTIFY_QUEUE
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,10 @@ class Destination:
 
     def __repr__(self) -> str:
         return f"Destination(<{self.source}>, {self.format.value})"
+
+
+def _about(notice: Notice) -> dict[str, object]:
+    return about("Promotion", notice.namespace, notice.promotion)
 
 
 Resolver = Callable[[Notice], Destination | None]
@@ -79,6 +84,7 @@ class WebhookNotifier:
                 notice.event,
                 notice.namespace,
                 notice.promotion,
+                extra=_about(notice),
             )
         NOTIFY_QUEUE.set(self._queue.qsize())
 
@@ -104,7 +110,12 @@ class WebhookNotifier:
             try:
                 self._deliver(notice)
             except Exception:  # a bug in one notice must not stop the worker
-                log.exception("notification of Promotion %s/%s", notice.namespace, notice.promotion)
+                log.exception(
+                    "notification of Promotion %s/%s",
+                    notice.namespace,
+                    notice.promotion,
+                    extra=_about(notice),
+                )
                 NOTIFICATIONS.labels("failed").inc()
             finally:
                 self._queue.task_done()
@@ -115,7 +126,7 @@ class WebhookNotifier:
             destination = self._resolve(notice)
         except Exception as error:
             NOTIFICATIONS.labels("failed").inc()
-            log.warning("%s not sent: %s", what, error)
+            log.warning("%s not sent: %s", what, error, extra=_about(notice))
             return
         if destination is None:
             return
@@ -127,12 +138,14 @@ class WebhookNotifier:
             retry, problem = self._post(destination, payload)
             if not problem:
                 NOTIFICATIONS.labels("sent").inc()
-                log.info("%s sent to %s", what, destination.source)
+                log.info("%s sent to %s", what, destination.source, extra=_about(notice))
                 return
             if not retry:
                 break
         NOTIFICATIONS.labels("failed").inc()
-        log.warning("%s not sent to %s: %s", what, destination.source, problem)
+        log.warning(
+            "%s not sent to %s: %s", what, destination.source, problem, extra=_about(notice)
+        )
 
     def _post(self, destination: Destination, payload: bytes) -> tuple[bool, str]:
         """One POST: ("" when accepted) or (whether to retry, what went wrong)."""

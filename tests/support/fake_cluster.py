@@ -20,6 +20,7 @@ from typing import Any
 from promotion_operator.domain.errors import PermanentError, PromotionError, Reason, RetryableError
 from promotion_operator.domain.gitrules import has_trailers
 from promotion_operator.domain.images import RegistryCredentials
+from promotion_operator.domain.notifications import Notice
 from promotion_operator.domain.rollback import PromotionCommit, parse_promotion_commit
 from promotion_operator.gitops import Edit, GitAuth, PushResult
 from promotion_operator.k8s import NotFoundError, Object
@@ -302,6 +303,27 @@ class FakeRepository:
         return self
 
 
-def fake_ports(cluster: FakeCluster, registry: FakeRegistry, repository: FakeRepository) -> Ports:
+@dataclass
+class FakeNotifier:
+    """Remembers every notice submitted."""
+
+    notices: list[Notice] = field(default_factory=list)
+
+    def submit(self, notice: Notice) -> None:
+        """Remember the notice."""
+        self.notices.append(notice)
+
+
+def fake_ports(
+    cluster: FakeCluster,
+    registry: FakeRegistry,
+    repository: FakeRepository,
+    notifier: FakeNotifier | None = None,
+) -> Ports:
     """Ports wired to the fakes."""
-    return Ports(cluster=cluster, registry=registry.factory, repository=repository.factory)
+    return Ports(
+        cluster=cluster,
+        registry=registry.factory,
+        repository=repository.factory,
+        notifier=notifier or FakeNotifier(),
+    )

@@ -24,7 +24,13 @@ from promotion_operator.domain.times import precise_timestamp, timestamp
 from promotion_operator.k8s import Object
 from promotion_operator.lifecycle.config import OperatorConfig
 from promotion_operator.lifecycle.promotions import reconcile
-from support.fake_cluster import FakeCluster, FakeRegistry, FakeRepository, fake_ports
+from support.fake_cluster import (
+    FakeCluster,
+    FakeNotifier,
+    FakeRegistry,
+    FakeRepository,
+    fake_ports,
+)
 
 NS = "shop"
 APP = "registry.example/team/app"
@@ -121,6 +127,7 @@ class World:
     )
     moment: dt.datetime = T0
     delays: list[float] = field(default_factory=list)
+    notifier: FakeNotifier = field(default_factory=FakeNotifier)
 
     def __post_init__(self) -> None:
         self.cluster.environments[(NS, "prod")] = environment()
@@ -139,7 +146,7 @@ class World:
         during: Callable[[World, int], None] | None = None,
     ) -> Object:
         """Reconcile until the generation is finished; the clock follows the delays."""
-        ports = fake_ports(self.cluster, self.registry, self.repo)
+        ports = fake_ports(self.cluster, self.registry, self.repo, self.notifier)
         for attempt in range(rounds):
             if during is not None:
                 during(self, attempt)
@@ -606,6 +613,14 @@ def test_the_generation_ends_where_it_should(case: Case) -> None:
         assert [(c["name"], c["status"]) for c in status["checks"]] == list(case.checks)
     warned = any(event.warning for event in world.cluster.events)
     assert warned == (case.warns if case.warns is not None else case.phase == Phase.FAILED)
+    # one notice when the generation ends (none for a dry run), saying how it ended
+    notices = world.notifier.notices
+    if case.spec.get("dryRun"):
+        assert notices == []
+    else:
+        assert [(n.event, n.reason) for n in notices] == [(case.phase.value, case.reason.value)]
+        assert notices[0].to_version == case.spec.get("version", NEW)
+        assert notices[0].commit == status.get("commit")
 
 
 def test_a_promotion_commit_carries_its_identity_and_the_status_names_it() -> None:
@@ -992,3 +1007,31 @@ def test_a_refused_rollback_pushes_nothing_and_says_how_to_allow_it() -> None:
     assert world.new_commits == 0
     assert "spec.rollback: true" in final["status"]["message"]
     assert any(e.reason == "WouldRollBack" and e.warning for e in world.cluster.events)
+
+
+def test_a_success_notice_names_from_to_who_why_and_the_commit() -> None:
+    world = World()
+    world.add(promotion(reason="button fix"))
+
+    final = world.drive()
+
+    (notice,) = world.notifier.notices
+    assert notice.event == "Succeeded"
+    assert (notice.namespace, notice.promotion, notice.environment) == (NS, "p1", "prod")
+    assert (notice.from_version, notice.to_version) == (OLD, NEW)
+    assert (notice.who, notice.why) == ("alice", "button fix")
+    assert notice.commit == final["status"]["commit"]
+
+
+def test_waiting_rounds_send_nothing_and_a_replayed_finish_sends_nothing_again() -> None:
+    world = World()
+    _missing_tag(world)
+    world.add(promotion(timeout="1m"))
+    ports = fake_ports(world.cluster, world.registry, world.repo, world.notifier)
+    config = world.config
+    assert reconcile(config, ports, world.cluster.promotion(NS, "p1"), moment=T0) is not None
+    assert world.notifier.notices == []  # Verifying is no news
+
+    world.drive()
+    reconcile(config, ports, world.cluster.promotion(NS, "p1"), moment=T0 + dt.timedelta(hours=1))
+    assert [n.event for n in world.notifier.notices] == ["Failed"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 from promotion_operator.domain.conditions import set_condition
 from promotion_operator.domain.errors import ConditionType
@@ -11,6 +12,8 @@ from promotion_operator.domain.times import parse_time, precise_timestamp, times
 from promotion_operator.k8s import ClusterAPI
 from promotion_operator.lifecycle.objects import Promotion
 from promotion_operator.metrics import STAGE_SECONDS, TRANSITIONS
+
+log = logging.getLogger(__name__)
 
 
 class StatusWriter:
@@ -55,7 +58,15 @@ class StatusWriter:
             )
         phase_changed = self.before.phase != self.status.phase
         if phase_changed and self.status.phase is not None:
-            TRANSITIONS.labels(self.status.phase.value, self._ready_reason()).inc()
+            reason = self._ready_reason()
+            TRANSITIONS.labels(self.status.phase.value, reason).inc()
+            log.info(
+                "%s -> %s (%s): %s",
+                self.before.phase or "new",
+                self.status.phase,
+                reason,
+                self.status.message or "",
+            )
         if event_reason and (phase_changed or warning):
             self.event(event_reason, self.status.message or str(self.status.phase), warning=warning)
         self.before = self.status.model_copy(deep=True)
