@@ -270,8 +270,8 @@ class FakeRepository:
         """Files at a commit."""
         return {path: self.file_at(commit, path) for path in paths}
 
-    def promotion_history(self, commit: str, relative: str) -> list[PromotionCommit]:
-        """The operator's commits that changed `relative`, newest first, up to `commit`."""
+    def promotions_of(self, commit: str, relative: str, version: str) -> list[PromotionCommit]:
+        """The operator's commits that moved `relative` to or from `version`, newest first."""
         found: list[PromotionCommit] = []
         by_sha = {c.sha: c for c in self.commits}
         at = by_sha.get(commit)
@@ -279,7 +279,7 @@ class FakeRepository:
             parent = by_sha[at.parent]
             if at.files.get(relative) != parent.files.get(relative):
                 parsed = parse_promotion_commit(at.sha, at.when.isoformat(), at.message)
-                if parsed is not None:
+                if parsed is not None and version in (parsed.old, parsed.new):
                     found.append(parsed)
             at = parent
         return found

@@ -84,8 +84,9 @@ def rollback_of(
 ) -> Rollback | None:
     """Whether moving from `current` to `target` is a rollback; None when it is not.
 
-    `history` is the overlay's promotion commits, newest first. The same version is no
-    rollback (there is nothing to move). Linear in the history.
+    `history` is the overlay's promotion commits, newest first (those that moved it to or
+    from `target` are all that matter). The same version is no rollback (there is nothing
+    to move). Linear in the history.
     """
     if target == current:
         return None

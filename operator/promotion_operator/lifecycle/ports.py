@@ -83,8 +83,8 @@ class Repository(Protocol):
         """Files at a commit (None for a path that is no file)."""
         ...
 
-    def promotion_history(self, commit: str, relative: str) -> list[PromotionCommit]:
-        """The operator's commits that changed a file, newest first, up to `commit`."""
+    def promotions_of(self, commit: str, relative: str, version: str) -> list[PromotionCommit]:
+        """The operator's commits that moved a file to or from `version`, newest first."""
         ...
 
 

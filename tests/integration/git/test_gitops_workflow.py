@@ -375,28 +375,54 @@ def _unrelated_commits(bare_repo: Path, count: int) -> None:
     )
 
 
-def test_promotion_history_is_one_log_over_the_whole_overlay_history(
+def test_promotions_of_a_version_are_found_by_one_log_over_the_whole_history(
     bare_repo: Path, cache_dir: Path
 ) -> None:
     repo = GitRepository(f"file://{bare_repo}", "main", cache_dir=cache_dir, allow_file=True)
     versions = ["v20250812-a1b2c3d", "v20250819-f3b8541", "v20250826-0badc0d"]
+    middle = versions[1]
     for old, new in itertools.pairwise(versions):
         text = read_remote_file(bare_repo, OVERLAY).replace(old, new)
         commit_files(bare_repo, {OVERLAY: text}, message=_promotion_message(f"to-{new}", old, new))
-    # a human commit on the overlay, one quoting a trailer elsewhere, 300 unrelated commits
-    commit_files(bare_repo, {OVERLAY: read_remote_file(bare_repo, OVERLAY) + "# x\n"})
-    commit_files(bare_repo, {"README.md": "x\n"}, message=_promotion_message("other", "a", "b"))
+    # not promotions of the overlay: a human commit naming the version, an operator-like
+    # commit of another file, a reason quoting the version; then 1000 unrelated commits
+    overlay = read_remote_file(bare_repo, OVERLAY)
+    commit_files(bare_repo, {OVERLAY: overlay + "# x\n"}, message=f"revert to {middle} by hand")
+    commit_files(bare_repo, {"README.md": "x\n"}, message=_promotion_message("o", middle, "b"))
+    quoting = _promotion_message("q", "a", "b").replace("Reason: ", f"Reason: like {middle} ")
+    commit_files(bare_repo, {OVERLAY: overlay + "# y\n"}, message=quoting)
     _unrelated_commits(bare_repo, 1000)
 
     head = repo.snapshot()
-    history = repo.promotion_history(head, OVERLAY)
+    found = repo.promotions_of(head, OVERLAY, middle)
 
-    assert [(c.old, c.new) for c in history] == [
+    assert [(c.old, c.new) for c in found] == [
         ("v20250819-f3b8541", "v20250826-0badc0d"),
         ("v20250812-a1b2c3d", "v20250819-f3b8541"),
     ]
-    assert history[1].promotion == "tvhub/to-v20250819-f3b8541"
-    assert history[1].requested_by == "alice"
-    assert history[1].environment == "tvhub-prod"
-    assert dt.datetime.fromisoformat(history[1].when) <= dt.datetime.now(dt.UTC)
-    assert repo.promotion_history(head, "k8s/overlays/dev/kustomization.yaml") == []
+    assert found[1].promotion == "tvhub/to-v20250819-f3b8541"
+    assert found[1].requested_by == "alice"
+    assert found[1].environment == "tvhub-prod"
+    assert dt.datetime.fromisoformat(found[1].when) <= dt.datetime.now(dt.UTC)
+    assert repo.promotions_of(head, "k8s/overlays/dev/kustomization.yaml", middle) == []
+    assert repo.promotions_of(head, OVERLAY, "v2025.*") == []  # a fixed string, no pattern
+
+
+def test_promotions_of_reads_only_new_commits_later_and_starts_afresh_after_a_rewrite(
+    bare_repo: Path, cache_dir: Path
+) -> None:
+    repo = GitRepository(f"file://{bare_repo}", "main", cache_dir=cache_dir, allow_file=True)
+    old, new = "v20250812-a1b2c3d", "v20250819-f3b8541"
+    before = branch_head(bare_repo)
+    assert repo.promotions_of(repo.snapshot(), OVERLAY, new) == []  # cached at this head
+    text = read_remote_file(bare_repo, OVERLAY).replace(old, new)
+    commit_files(bare_repo, {OVERLAY: text}, message=_promotion_message("to-new", old, new))
+
+    (found,) = repo.promotions_of(repo.snapshot(), OVERLAY, new)  # only the commit since
+    assert found.promotion == "tvhub/to-new"
+    assert repo.promotions_of(repo.snapshot(), OVERLAY, new) == [found]  # nothing new
+
+    # a force-push drops that commit: the cached answer must not survive it
+    subprocess.run(["git", "update-ref", "refs/heads/main", before], cwd=bare_repo, check=True)
+    commit_files(bare_repo, {"README.md": "rewritten\n"}, message="rewrite")
+    assert repo.promotions_of(repo.snapshot(), OVERLAY, new) == []

@@ -9,7 +9,7 @@ usually moved on, and that promotion is the proof (the upstream checks then do n
 
 from __future__ import annotations
 
-from promotion_operator.domain.errors import CheckName, PermanentError, Reason
+from promotion_operator.domain.errors import CheckName, PermanentError, Reason, RetryableError
 from promotion_operator.domain.images import pinned_version
 from promotion_operator.domain.overlay import read_image_tags
 from promotion_operator.domain.rollback import rollback_of
@@ -20,9 +20,9 @@ from promotion_operator.lifecycle.ports import open_repository
 class RollbackGuard(Check):
     """Refuses a version older than the Environment's with WouldRollBack, unless allowed.
 
-    Reads the overlay and its promotion history from one lockless fetch: one `git log`
-    over the overlay's whole history, never a Python walk. Records an outcome only when
-    the version is older (a forward promotion shows nothing here).
+    Reads the overlay and the promotions that moved it to or from this version from one
+    lockless fetch: one `git log` over the whole history, never a Python walk. Records an
+    outcome only when the version is older (a forward promotion shows nothing here).
     """
 
     name = CheckName.ROLLBACK_GUARD
@@ -31,13 +31,18 @@ class RollbackGuard(Check):
     def run(self, ctx: CheckContext) -> list[Outcome]:
         """Failed for an unasked rollback; passed (and maybe vouched) for an asked one."""
         repo = open_repository(ctx.config, ctx.ports, ctx.env)
-        head = repo.snapshot()
+        try:
+            head = repo.snapshot()
+        except RetryableError:
+            # the status refresh may be fetching into the same ref this instant (git
+            # refuses a second ref lock); one more try costs a fetch, a retry round ~2 s
+            head = repo.snapshot()
         path = ctx.env.overlay_file
         text = repo.read_many(head, [path]).get(path)
         current = (
             pinned_version(read_image_tags(text, ctx.env.spec.image_names())) if text else None
         )
-        found = rollback_of(ctx.version, current, repo.promotion_history(head, path))
+        found = rollback_of(ctx.version, current, repo.promotions_of(head, path, ctx.version))
         if found is None:
             return []
         env = ctx.env.name
