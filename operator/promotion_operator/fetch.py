@@ -1,13 +1,13 @@
 """One bounded HTTP request: a wall-clock deadline, a byte cap, and never a redirect.
 
-The servers the operator talks to over HTTP (registries, token servers, health URLs) are
-named by tenants, so they may be hostile or broken. `requests`' `timeout=` bounds each
-socket read, not the call: a server sending one byte a second holds it for ever, and
-`.content` reads any body into memory. Here every socket operation (connect, TLS
-handshake, send, each read of the status line, headers and body) waits at most for what
-is left of one deadline for the whole call, a body longer than the cap is cut off with an
-error, and a redirect is returned to the caller as the 3xx it is, so no credential follows
-it anywhere the caller did not decide.
+The servers the operator talks to over HTTP (registries, token servers, health URLs,
+notification webhooks) are named by tenants, so they may be hostile or broken.
+`requests`' `timeout=` bounds each socket read, not the call: a server sending one byte a
+second holds it for ever, and `.content` reads any body into memory. Here every socket
+operation (connect, TLS handshake, send, each read of the status line, headers and body)
+waits at most for what is left of one deadline for the whole call, a body longer than the
+cap is cut off with an error, and a redirect is returned to the caller as the 3xx it is,
+so no credential follows it anywhere the caller did not decide.
 
 Proxies come from the environment as for `requests` (`HTTPS_PROXY`, `HTTP_PROXY`,
 `NO_PROXY`); only `http://` proxies, with a CONNECT tunnel for https. The DNS lookup is
