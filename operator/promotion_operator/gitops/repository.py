@@ -219,8 +219,7 @@ class GitRepository:
             cached = _PROMOTIONS_CACHE.get(key)
         since: str | None = None
         if cached is not None and (
-            cached[0] == commit
-            or self._run(["merge-base", "--is-ancestor", cached[0], commit]).ok
+            cached[0] == commit or self._run(["merge-base", "--is-ancestor", cached[0], commit]).ok
         ):
             since = cached[0]
         newer = [] if since == commit else self._promotions_since(commit, since, relative, version)
