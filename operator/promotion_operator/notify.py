@@ -47,6 +47,12 @@ def _about(notice: Notice) -> dict[str, object]:
 
 Resolver = Callable[[Notice], Destination | None]
 """Where a notice goes (None: nowhere); may raise, which is logged as a failed send."""
+Failed = Callable[[Notice, str], None]
+"""Told when a notice could not be sent, with the problem in words (never the URL)."""
+
+
+def _ignore(notice: Notice, problem: str) -> None:
+    del notice, problem
 
 
 class WebhookNotifier:
@@ -56,6 +62,7 @@ class WebhookNotifier:
         self,
         resolve: Resolver,
         *,
+        failed: Failed = _ignore,
         capacity: int = 256,
         workers: int = 2,
         attempts: int = 4,
@@ -63,6 +70,7 @@ class WebhookNotifier:
         backoff: float = 1.0,
     ) -> None:
         self._resolve = resolve
+        self._failed = failed
         self._queue: queue.Queue[Notice] = queue.Queue(maxsize=capacity)
         self._workers = workers
         self._attempts = attempts
@@ -127,6 +135,7 @@ class WebhookNotifier:
         except Exception as error:
             NOTIFICATIONS.labels("failed").inc()
             log.warning("%s not sent: %s", what, error, extra=_about(notice))
+            self._tell(notice, f"notification not sent: {error}")
             return
         if destination is None:
             return
@@ -146,6 +155,15 @@ class WebhookNotifier:
         log.warning(
             "%s not sent to %s: %s", what, destination.source, problem, extra=_about(notice)
         )
+        self._tell(
+            notice, f"notification not sent to the webhook of {destination.source}: {problem}"
+        )
+
+    def _tell(self, notice: Notice, problem: str) -> None:
+        try:
+            self._failed(notice, problem)
+        except Exception:  # telling is best effort, like the Event it posts
+            log.exception("reporting a failed notification", extra=_about(notice))
 
     def _post(self, destination: Destination, payload: bytes) -> tuple[bool, str]:
         """One POST: ("" when accepted) or (whether to retry, what went wrong)."""

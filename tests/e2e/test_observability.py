@@ -28,7 +28,12 @@ from support.operator import wait_for, wait_phase
 
 pytestmark = pytest.mark.e2e
 
-ENVIRONMENTS = {"tvhub-prod": None, "tvhub-prod-0": "hang", "tvhub-prod-1": "fail"}
+ENVIRONMENTS = {
+    "tvhub-prod": None,
+    "tvhub-prod-0": "hang",
+    "tvhub-prod-1": "fail",
+    "tvhub-prod-2": "missing",
+}
 
 
 def secret(namespace: str, name: str, url: str) -> dict[str, Any]:
@@ -65,19 +70,21 @@ def observed(
     """The namespace, the observed operator, its metrics port, the world; all promoted."""
     workdir = tmp_path_factory.mktemp("observed")
     fresh = world.fork(workdir)
-    paths = fresh.add_prod_like_overlays(2)
+    paths = fresh.add_prod_like_overlays(3)
     port = free_port()
     with contextlib.ExitStack() as stack:
         ns = stack.enter_context(kube.namespace("obs"))
         objects = fresh.objects(ns)
-        for path, kind in zip(paths, ("hang", "fail"), strict=True):
+        for path, kind in zip(paths, ("hang", "fail", "missing"), strict=True):
             env = fresh.prod_like_environment(ns, path)
             env["spec"]["webhook"] = {
                 "secretRef": {"name": f"hook-{kind}"},
                 "format": "slack",
                 "diffUrlTemplate": "https://git.example/tvhub/commit/{commit}",
             }
-            objects += [env, secret(ns, f"hook-{kind}", receiver.url(kind, f"{ns}-{kind}"))]
+            objects.append(env)
+            if kind != "missing":  # tvhub-prod-2 names a Secret that does not exist
+                objects.append(secret(ns, f"hook-{kind}", receiver.url(kind, f"{ns}-{kind}")))
         objects.append(secret(ns, "default-hook", receiver.url("ok", f"{ns}-default")))
         kube.apply(*objects)
         operator = stack.enter_context(
@@ -124,8 +131,29 @@ def test_a_webhook_that_hangs_or_fails_neither_fails_nor_holds_a_promotion(
     assert f"<https://git.example/tvhub/commit/{commit}|{commit[:12]}>" in hung["text"]
     # the failing one is retried (4 attempts), its promotion long done
     assert len(receiver.wait(f"{ns}-fail", 4, timeout=40)) == 4
-    assert len(fresh.remote_messages()) == 1 + 1 + 3  # seed, overlays, three promotions
+    assert len(fresh.remote_messages()) == 1 + 1 + 4  # seed, overlays, four promotions
 
+    # the tenant, who cannot read the operator's logs, sees why on its Promotion
+    def warning(name: str) -> str:
+        found = kube.kubectl(
+            "get",
+            "events",
+            "-n",
+            ns,
+            "--field-selector",
+            f"involvedObject.name={name},reason=NotificationFailed",
+            "-o",
+            "json",
+        ).stdout
+        items = json.loads(found)["items"]
+        return str(items[0]["message"]) if items else ""
+
+    failed = wait_for("the 500 give-up Event", lambda: warning("tvhub-prod-1-new"), timeout=30)
+    assert failed == (
+        f"notification not sent to the webhook of Secret {ns}/hook-fail: answered 500"
+    )
+    missing = wait_for("the missing-Secret Event", lambda: warning("tvhub-prod-2-new"))
+    assert "Secret 'hook-missing' (webhook URL) not found" in missing
     wait_for("the give-up log line", lambda: "answered 500" in operator.logs(), timeout=30)
     shown = json.dumps([kube.get("promotion", f"{e}-new", ns) for e in ENVIRONMENTS])
     events = kube.kubectl("get", "events", "-n", ns, "-o", "json").stdout
@@ -159,14 +187,14 @@ def test_metrics_count_the_promotions_and_time_their_stages_and_calls(
     def value(name: str, **labels: str) -> float:
         return float(metrics.get((name, tuple(sorted(labels.items()))), 0.0))
 
-    assert value("promotion_operator_promotions_total", phase="Succeeded", reason="Promoted") == 3
-    assert value("promotion_operator_promotions_total", phase="Promoting", reason="Promoting") == 3
+    assert value("promotion_operator_promotions_total", phase="Succeeded", reason="Promoted") == 4
+    assert value("promotion_operator_promotions_total", phase="Promoting", reason="Promoting") == 4
     for stage in ("verify", "git", "total"):
-        assert value("promotion_operator_stage_duration_seconds_count", stage=stage) >= 3
+        assert value("promotion_operator_stage_duration_seconds_count", stage=stage) >= 4
     call = "promotion_operator_call_duration_seconds_count"
-    assert value(call, kind="git", operation="push") == 3
-    assert value(call, kind="registry", operation="check_tag") >= 6  # 2 images x 3
-    assert value(call, kind="health", operation="argocd") >= 3
+    assert value(call, kind="git", operation="push") == 4
+    assert value(call, kind="registry", operation="check_tag") >= 8  # 2 images x 4
+    assert value(call, kind="health", operation="argocd") >= 4
     assert value(call, kind="webhook", operation="post") >= 2
     assert value("promotion_operator_call_errors_total", kind="git", operation="push") == 0
     assert value("promotion_operator_environment_refresh_round_duration_seconds_count") >= 1

@@ -78,7 +78,14 @@ def test_a_receiver_that_always_fails_is_given_up_on_and_logged_without_its_url(
     receiver: WebhookReceiver, caplog: pytest.LogCaptureFixture
 ) -> None:
     url = receiver.url("fail", "always")
-    notifier = notifier_to(url, attempts=3)
+    told: list[tuple[str, str]] = []
+    destination = Destination(url, NotificationFormat.JSON, None, "Secret a/b")
+    notifier = WebhookNotifier(
+        lambda _: destination,
+        failed=lambda n, problem: told.append((n.promotion, problem)),
+        attempts=3,
+        backoff=0.05,
+    )
     before = sent("failed")
     with caplog.at_level(logging.INFO):
         notifier.submit(notice("p3"))
@@ -86,6 +93,7 @@ def test_a_receiver_that_always_fails_is_given_up_on_and_logged_without_its_url(
     assert len(receiver.deliveries("always")) == 3
     assert sent("failed") == before + 1
     assert "not sent to Secret a/b: answered 500" in caplog.text
+    assert told == [("p3", "notification not sent to the webhook of Secret a/b: answered 500")]
     assert url not in caplog.text and str(receiver.port) not in caplog.text
 
 

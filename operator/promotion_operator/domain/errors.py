@@ -53,6 +53,8 @@ class Reason(StrEnum):
     GIT_ERROR = "GitError"
     # cluster
     KUBERNETES_API_ERROR = "KubernetesAPIError"
+    # after the end: the webhook could not be told (a Warning Event, never a failure)
+    NOTIFICATION_FAILED = "NotificationFailed"
 
 
 class ConditionType(StrEnum):

@@ -31,6 +31,7 @@ class Notice:
     commit: str | None
     reason: str  # the Ready reason: Promoted, WouldRollBack, TagMissing, ...
     message: str
+    uid: str = ""  # of the Promotion, for an Event about the notice; never sent
 
 
 def _cut(text: str | None) -> str | None:
@@ -67,6 +68,7 @@ def body(notice: Notice, form: NotificationFormat, template: str | None) -> byte
     fields = {
         key: _cut(value) if isinstance(value, str) else value
         for key, value in asdict(notice).items()
+        if key != "uid"
     }
     document = {
         "event": fields.pop("event"),

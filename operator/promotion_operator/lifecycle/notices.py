@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from urllib.parse import urlsplit
 
+from promotion_operator import API_GROUP, API_VERSION
 from promotion_operator.domain.errors import ConditionType, PermanentError, Reason
 from promotion_operator.domain.models import PromotionStatus
 from promotion_operator.domain.notifications import Notice
@@ -35,6 +36,7 @@ def notice_of(promotion: Promotion, status: PromotionStatus) -> Notice:
         commit=status.commit,
         reason=ready.reason if ready is not None else "",
         message=status.message or "",
+        uid=promotion.uid,
     )
 
 
@@ -64,6 +66,16 @@ def resolve(config: OperatorConfig, cluster: ClusterAPI, notice: Notice) -> Dest
     return Destination(url, form, template, source=f"Secret {namespace}/{name}")
 
 
+def report_failure(cluster: ClusterAPI, notice: Notice, problem: str) -> None:
+    """A Warning Event on the Promotion: its tenant cannot read the operator's logs."""
+    obj = {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": "Promotion",
+        "metadata": {"name": notice.promotion, "namespace": notice.namespace, "uid": notice.uid},
+    }
+    cluster.post_event(obj, reason=Reason.NOTIFICATION_FAILED, message=problem, warning=True)
+
+
 _shared: WebhookNotifier | None = None
 _shared_lock = threading.Lock()
 
@@ -73,5 +85,8 @@ def shared_notifier(config: OperatorConfig, cluster: ClusterAPI) -> WebhookNotif
     global _shared  # noqa: PLW0603 - one queue per process, like the lock registry
     with _shared_lock:
         if _shared is None:
-            _shared = WebhookNotifier(lambda notice: resolve(config, cluster, notice))
+            _shared = WebhookNotifier(
+                lambda notice: resolve(config, cluster, notice),
+                failed=lambda notice, problem: report_failure(cluster, notice, problem),
+            )
         return _shared
