@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from promotion_operator import __version__
+from promotion_operator import __version__, logs
 from promotion_operator.domain.crdgen import custom_resource_definitions
 from promotion_operator.lifecycle.config import DEFAULT_CACHE_DIR
 
@@ -35,16 +35,14 @@ def render_yaml(document: object) -> str:
 def _run(args: argparse.Namespace) -> int:
     import kopf
 
-    from promotion_operator import handlers, k8s
+    from promotion_operator import handlers, k8s, metrics
     from promotion_operator.gitops.runner import remove_stale_secrets
 
     del handlers  # imported for its @kopf decorators
+    from promotion_operator.domain.models import NotificationFormat
     from promotion_operator.lifecycle.config import OperatorConfig
 
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(json_lines=args.log_format == "json", verbose=args.verbose)
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig  # kopf's login reads it too
     k8s.load_config(args.kubeconfig)
@@ -57,8 +55,13 @@ def _run(args: argparse.Namespace) -> int:
         backoff_max=args.max_backoff,
         keep_finished=args.keep_finished,
         health_namespaces=frozenset(args.health_namespace or ()),
+        notify_secret=args.notify_webhook_secret,
+        notify_format=NotificationFormat(args.notify_format),
+        notify_diff_url=args.notify_diff_url,
     )
     namespaces = args.namespace or []
+    if args.metrics_port:
+        metrics.serve(args.metrics_port, args.metrics_address)
     if args.leader_elect:
         _wait_for_leadership(args, k8s)
     kopf.run(
@@ -161,6 +164,39 @@ def main(argv: list[str] | None = None) -> int:
         help="namespace of the Lease (default: $POD_NAMESPACE)",
     )
     run.add_argument("--leader-election-id", default="promotion-operator", help="Lease name")
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        help="serve Prometheus metrics at /metrics on this port (0: off)",
+    )
+    run.add_argument(
+        "--metrics-address",
+        default="0.0.0.0",  # noqa: S104 - a Pod's metrics port, scraped from outside
+        help="address the metrics port binds",
+    )
+    run.add_argument(
+        "--notify-webhook-secret",
+        default=None,
+        metavar="NAMESPACE/NAME",
+        help="default webhook for Environments without spec.webhook: a Secret whose key "
+        "`url` holds the URL (POSTed on Succeeded, Failed and Superseded)",
+    )
+    run.add_argument(
+        "--notify-format", choices=("json", "slack"), default="json", help="default body"
+    )
+    run.add_argument(
+        "--notify-diff-url",
+        default=None,
+        metavar="TEMPLATE",
+        help="default diff link, e.g. https://git.example/org/repo/commit/{commit}",
+    )
+    run.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="json: one JSON object per line, naming the object each line is about",
+    )
     run.add_argument("--verbose", "-v", action="store_true")
     crds = sub.add_parser("crds", help="write the CRDs generated from the models")
     crds.add_argument("out", nargs="+", type=Path)

@@ -1,13 +1,13 @@
 """One bounded HTTP request: a wall-clock deadline, a byte cap, and never a redirect.
 
-The servers the operator talks to over HTTP (registries, token servers, health URLs) are
-named by tenants, so they may be hostile or broken. `requests`' `timeout=` bounds each
-socket read, not the call: a server sending one byte a second holds it for ever, and
-`.content` reads any body into memory. Here every socket operation (connect, TLS
-handshake, send, each read of the status line, headers and body) waits at most for what
-is left of one deadline for the whole call, a body longer than the cap is cut off with an
-error, and a redirect is returned to the caller as the 3xx it is, so no credential follows
-it anywhere the caller did not decide.
+The servers the operator talks to over HTTP (registries, token servers, health URLs,
+notification webhooks) are named by tenants, so they may be hostile or broken.
+`requests`' `timeout=` bounds each socket read, not the call: a server sending one byte a
+second holds it for ever, and `.content` reads any body into memory. Here every socket
+operation (connect, TLS handshake, send, each read of the status line, headers and body)
+waits at most for what is left of one deadline for the whole call, a body longer than the
+cap is cut off with an error, and a redirect is returned to the caller as the 3xx it is,
+so no credential follows it anywhere the caller did not decide.
 
 Proxies come from the environment as for `requests` (`HTTPS_PROXY`, `HTTP_PROXY`,
 `NO_PROXY`); only `http://` proxies, with a CONNECT tunnel for https. The DNS lookup is
@@ -91,12 +91,14 @@ def fetch(
     headers: Mapping[str, str] | None = None,
     params: Mapping[str, str] | None = None,
     verify: bool | str = True,
+    body: bytes | None = None,
 ) -> Reply:
     """Send one request to an http(s) `url` and read the reply within the limits.
 
     `deadline` is in seconds for the whole call; `max_body` is the most body bytes read.
     `verify` is True (system CA store), a CA bundle path, or False (no verification: only
-    for a registry the user marked insecure). `params` are added to the query string.
+    for a registry the user marked insecure). `params` are added to the query string;
+    `body` is sent as the request body (with its Content-Length).
     Redirects are returned, not followed. Raises `DeadlineError`, `BodyTooLargeError`,
     `TLSError` or `ConnectError` (all `FetchError`); never anything else for I/O.
     """
@@ -126,7 +128,7 @@ def fetch(
             target = f"http://{sent_headers['Host']}{target}"
             if proxy.authorization:
                 sent_headers["Proxy-Authorization"] = proxy.authorization
-        connection.request(method, target, headers=sent_headers)
+        connection.request(method, target, body=body, headers=sent_headers)
         response = connection.getresponse()
         chunks: list[bytes] = []
         size = 0

@@ -14,13 +14,14 @@ from typing import Any
 
 import kopf
 
-from promotion_operator import API_GROUP, API_VERSION
+from promotion_operator import API_GROUP, API_VERSION, logs
 from promotion_operator.domain.planning import is_finished
 from promotion_operator.domain.times import now
 from promotion_operator.k8s import Cluster, in_cluster
 from promotion_operator.lifecycle import environments, promotions
 from promotion_operator.lifecycle.config import OperatorConfig
 from promotion_operator.lifecycle.ports import Ports, live_ports
+from promotion_operator.metrics import set_in_flight
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +100,18 @@ def _unfinished(body: kopf.Body, **_: Any) -> bool:
 @kopf.on.resume(API_GROUP, API_VERSION, "promotions", when=_unfinished)
 @kopf.on.create(API_GROUP, API_VERSION, "promotions", when=_unfinished)
 @kopf.on.update(API_GROUP, API_VERSION, "promotions", field="spec", when=_unfinished)
-def promotion_changed(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None:
+def promotion_changed(
+    body: kopf.Body,
+    retry: int,
+    memo: kopf.Memo,
+    namespace: str | None,
+    name: str | None,
+    **_: Any,
+) -> None:
     """A Promotion is new, its spec changed, or the operator restarted: advance it."""
     config = _config(memo)
-    delay = promotions.reconcile(config, _ports(config), dict(body), attempt=retry)
+    with logs.handling("Promotion", namespace, name):
+        delay = promotions.reconcile(config, _ports(config), dict(body), attempt=retry)
     if delay is not None:
         raise kopf.TemporaryError("waiting for checks", delay=delay)
 
@@ -110,6 +119,7 @@ def promotion_changed(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) ->
 @kopf.on.delete(API_GROUP, API_VERSION, "promotions", optional=True)
 def promotion_deleted(namespace: str | None, name: str | None, **_: Any) -> None:
     """Deleting a Promotion changes nothing in git; say so in the log."""
+    set_in_flight(namespace or "", name or "", active=False)
     log.info("Promotion %s/%s deleted; git is left as it is", namespace, name)
 
 
@@ -126,10 +136,13 @@ def environment_index(
 
 @kopf.on.create(API_GROUP, API_VERSION, "environments")
 @kopf.on.update(API_GROUP, API_VERSION, "environments", field="spec")
-def environment_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+def environment_changed(
+    body: kopf.Body, memo: kopf.Memo, namespace: str | None, name: str | None, **_: Any
+) -> None:
     """Refresh at once on a new or changed Environment, rather than at the next round."""
     config = _config(memo)
-    environments.refresh(config, _ports(config), dict(body), now())
+    with logs.handling("Environment", namespace, name):
+        environments.refresh(config, _ports(config), dict(body), now())
 
 
 async def _refresh_all(config: OperatorConfig, index: kopf.Index[Any, Any]) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
-from promotion_operator.domain.errors import PermanentError, Reason, RetryableError
+from promotion_operator.domain.errors import PermanentError, PromotionError, Reason, RetryableError
 from promotion_operator.domain.images import (
     RegistryCredentials,
     is_valid_tag,
@@ -37,6 +37,7 @@ from promotion_operator.fetch import (
     TLSError,
     fetch,
 )
+from promotion_operator.metrics import CALL_ERRORS, CALL_SECONDS
 
 MANIFEST_MEDIA_TYPES = (
     "application/vnd.oci.image.index.v1+json",
@@ -153,13 +154,25 @@ class RegistryClient:
         )
 
     def check_tag(self, image: str, tag: str) -> str:
-        """Return the digest of `image:tag` if the registry has it.
+        """Return the digest of `image:tag` if the registry has it (timed; a failure that
+        is not a missing tag counts as a registry error).
 
         Raises `RetryableError(TAG_MISSING)` on 404 (CI may still be pushing),
         `PermanentError(REGISTRY_AUTH_FAILED)` when credentials are missing or refused,
         `RetryableError(REGISTRY_UNAVAILABLE)` for 5xx, 429, timeouts and connection
         errors, and `PermanentError(REGISTRY_UNAVAILABLE)` when TLS does not verify.
         """
+        began = time.monotonic()
+        try:
+            return self._check_tag(image, tag)
+        except PromotionError as error:
+            if error.reason != Reason.TAG_MISSING:
+                CALL_ERRORS.labels("registry", "check_tag").inc()
+            raise
+        finally:
+            CALL_SECONDS.labels("registry", "check_tag").observe(time.monotonic() - began)
+
+    def _check_tag(self, image: str, tag: str) -> str:
         host, repository = split_image(image)
         if not is_valid_tag(tag):
             raise PermanentError(

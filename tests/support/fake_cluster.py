@@ -20,6 +20,8 @@ from typing import Any
 from promotion_operator.domain.errors import PermanentError, PromotionError, Reason, RetryableError
 from promotion_operator.domain.gitrules import has_trailers
 from promotion_operator.domain.images import RegistryCredentials
+from promotion_operator.domain.notifications import Notice
+from promotion_operator.domain.rollback import PromotionCommit, parse_promotion_commit
 from promotion_operator.gitops import Edit, GitAuth, PushResult
 from promotion_operator.k8s import NotFoundError, Object
 from promotion_operator.lifecycle.ports import Ports, Repository, TagChecker
@@ -289,6 +291,20 @@ class FakeRepository:
         """Files at a commit."""
         return {path: self.file_at(commit, path) for path in paths}
 
+    def promotions_of(self, commit: str, relative: str, version: str) -> list[PromotionCommit]:
+        """The operator's commits that moved `relative` to or from `version`, newest first."""
+        found: list[PromotionCommit] = []
+        by_sha = {c.sha: c for c in self.commits}
+        at = by_sha.get(commit)
+        while at is not None and at.parent is not None:
+            parent = by_sha[at.parent]
+            if at.files.get(relative) != parent.files.get(relative):
+                parsed = parse_promotion_commit(at.sha, at.when.isoformat(), at.message)
+                if parsed is not None and version in (parsed.old, parsed.new):
+                    found.append(parsed)
+            at = parent
+        return found
+
     def commit(self, files: Mapping[str, str], message: str = "someone else") -> str:
         """Commit as someone else (a human, CI, another replica)."""
         return self._add(message, {**self.head.files, **files}).sha
@@ -308,6 +324,27 @@ class FakeRepository:
         return self
 
 
-def fake_ports(cluster: FakeCluster, registry: FakeRegistry, repository: FakeRepository) -> Ports:
+@dataclass
+class FakeNotifier:
+    """Remembers every notice submitted."""
+
+    notices: list[Notice] = field(default_factory=list)
+
+    def submit(self, notice: Notice) -> None:
+        """Remember the notice."""
+        self.notices.append(notice)
+
+
+def fake_ports(
+    cluster: FakeCluster,
+    registry: FakeRegistry,
+    repository: FakeRepository,
+    notifier: FakeNotifier | None = None,
+) -> Ports:
     """Ports wired to the fakes."""
-    return Ports(cluster=cluster, registry=registry.factory, repository=repository.factory)
+    return Ports(
+        cluster=cluster,
+        registry=registry.factory,
+        repository=repository.factory,
+        notifier=notifier or FakeNotifier(),
+    )

@@ -24,7 +24,13 @@ from promotion_operator.domain.times import precise_timestamp, timestamp
 from promotion_operator.k8s import Object
 from promotion_operator.lifecycle.config import OperatorConfig
 from promotion_operator.lifecycle.promotions import reconcile
-from support.fake_cluster import FakeCluster, FakeRegistry, FakeRepository, fake_ports
+from support.fake_cluster import (
+    FakeCluster,
+    FakeNotifier,
+    FakeRegistry,
+    FakeRepository,
+    fake_ports,
+)
 
 NS = "shop"
 APP = "registry.example/team/app"
@@ -121,6 +127,7 @@ class World:
     )
     moment: dt.datetime = T0
     delays: list[float] = field(default_factory=list)
+    notifier: FakeNotifier = field(default_factory=FakeNotifier)
 
     def __post_init__(self) -> None:
         self.cluster.environments[(NS, "prod")] = environment()
@@ -139,7 +146,7 @@ class World:
         during: Callable[[World, int], None] | None = None,
     ) -> Object:
         """Reconcile until the generation is finished; the clock follows the delays."""
-        ports = fake_ports(self.cluster, self.registry, self.repo)
+        ports = fake_ports(self.cluster, self.registry, self.repo, self.notifier)
         for attempt in range(rounds):
             if during is not None:
                 during(self, attempt)
@@ -299,6 +306,53 @@ def _api_server_down(world: World) -> None:
     )
 
 
+def _promoted(world: World, name: str, old: str, new: str) -> str:
+    """A commit an earlier Promotion `name` pushed, moving prod from `old` to `new`."""
+    message = commit_message(
+        namespace=NS,
+        name=name,
+        uid=f"uid-{name}",
+        generation=1,
+        environment="prod",
+        old=old,
+        new=new,
+        reason="earlier",
+        requested_by="bob",
+    )
+    sha = world.repo.commit({PROD_OVERLAY: overlay(new, new)}, message)
+    world.seed_commits = len(world.repo.commits)
+    return sha
+
+
+def _moved_on(world: World) -> None:
+    """prod was promoted to NEW, then on to NEWER; dev runs NEWER now."""
+    _promoted(world, "to-new", OLD, NEW)
+    _promoted(world, "to-newer", NEW, NEWER)
+    with_upstream(world, dev_runs(NEWER))
+
+
+def _newer_by_hand(world: World) -> None:
+    """A human moved prod to NEWER (no promotion ever pushed NEW); dev runs NEWER."""
+    world.repo.commit({PROD_OVERLAY: overlay(NEWER, NEWER)}, "hotfix by hand")
+    world.seed_commits = len(world.repo.commits)
+    with_upstream(world, dev_runs(NEWER))
+
+
+def _moved_on_undated(world: World) -> None:
+    """Versions without dates: prod went release-1 -> release-2 -> release-3."""
+    world.cluster.environments[(NS, "prod")]["spec"]["versionPattern"] = r"^release-\d+$"
+    for image in (APP, WORKER):
+        world.registry.tags[image] = {"release-1", "release-2", "release-3"}
+    _promoted(world, "r1", OLD, "release-1")
+    _promoted(world, "r2", "release-1", "release-2")
+    _promoted(world, "r3", "release-2", "release-3")
+
+
+def _moved_on_and_tag_gone(world: World) -> None:
+    _moved_on(world)
+    world.registry.tags[WORKER] = {NEWER}
+
+
 def _upstream_in_another_teams_namespace(world: World) -> None:
     with_upstream(world, dev_runs(NEW))
     world.cluster.environments[(NS, "dev")]["spec"]["health"]["argocd"]["namespace"] = "payroll"
@@ -379,6 +433,72 @@ _GATED = (("VersionPattern", "Passed"), ("TagExists", "Passed"), ("TagExists", "
 
 
 CASES = {
+    "a re-created Promotion of a version prod moved away from is refused": Case(
+        _moved_on,
+        Phase.FAILED,
+        Reason.WOULD_ROLL_BACK,
+        f"prod runs {NEWER} and {NEW} is dated 2025-08-19, before {NEWER}",
+        checks=(
+            ("VersionPattern", "Passed"),
+            ("TagExists", "Passed"),
+            ("TagExists", "Passed"),
+            ("RollbackGuard", "Failed"),
+        ),
+    ),
+    "an earlier date is refused even when no promotion pushed it": Case(
+        _newer_by_hand, Phase.FAILED, Reason.WOULD_ROLL_BACK, "Set spec.rollback: true"
+    ),
+    "an undated version prod moved away from is refused": Case(
+        _moved_on_undated,
+        Phase.FAILED,
+        Reason.WOULD_ROLL_BACK,
+        "already moved away from release-1",
+        spec={"version": "release-1"},
+    ),
+    "a rollback to a version pushed before needs no upstream proof": Case(
+        _moved_on,
+        Phase.SUCCEEDED,
+        Reason.PROMOTED,
+        "promoted",
+        commits=1,
+        checks=(
+            ("VersionPattern", "Passed"),
+            ("TagExists", "Passed"),
+            ("TagExists", "Passed"),
+            ("RollbackGuard", "Passed"),
+        ),
+        spec={"rollback": True},
+    ),
+    "a rollback to a version prod never ran goes through the upstream checks": Case(
+        _newer_by_hand,
+        Phase.FAILED,
+        Reason.UPSTREAM_VERSION_MISMATCH,
+        "timed out after 1m",
+        checks=(
+            ("VersionPattern", "Passed"),
+            ("TagExists", "Passed"),
+            ("TagExists", "Passed"),
+            ("RollbackGuard", "Passed"),
+            ("UpstreamHealthy", "Passed"),
+            ("UpstreamVersion", "Waiting"),
+        ),
+        spec={"rollback": True, "timeout": "1m"},
+    ),
+    "a rollback still needs its tag in the registry": Case(
+        _moved_on_and_tag_gone,
+        Phase.FAILED,
+        Reason.TAG_MISSING,
+        "timed out after 1m: tag " + NEW,
+        spec={"rollback": True, "timeout": "1m"},
+    ),
+    "a newer version after a rollback is a plain promotion": Case(
+        _upstream(dev_runs(NEW)),
+        Phase.SUCCEEDED,
+        Reason.PROMOTED,
+        "promoted",
+        commits=1,
+        spec={"rollback": True},
+    ),
     "a health source in another team's namespace fails": Case(
         _upstream_in_another_teams_namespace,
         Phase.FAILED,
@@ -709,6 +829,14 @@ def test_the_generation_ends_where_it_should(case: Case) -> None:
         assert [(c["name"], c["status"]) for c in status["checks"]] == list(case.checks)
     warned = any(event.warning for event in world.cluster.events)
     assert warned == (case.warns if case.warns is not None else case.phase == Phase.FAILED)
+    # one notice when the generation ends (none for a dry run), saying how it ended
+    notices = world.notifier.notices
+    if case.spec.get("dryRun"):
+        assert notices == []
+    else:
+        assert [(n.event, n.reason) for n in notices] == [(case.phase.value, case.reason.value)]
+        assert notices[0].to_version == case.spec.get("version", NEW)
+        assert notices[0].commit == status.get("commit")
 
 
 def test_a_closed_window_is_looked_at_again_exactly_when_it_opens() -> None:
@@ -1116,3 +1244,59 @@ def test_a_live_tag_that_is_no_version_never_reaches_status_or_proves_anything()
     upstream_version = next(c for c in final["status"]["checks"] if c["name"] == "UpstreamVersion")
     assert "AKIA" not in upstream_version["message"]
     assert final["status"]["phase"] == Phase.FAILED
+
+
+def test_a_vouched_rollback_names_the_promotion_and_commit_that_vouch_for_it() -> None:
+    world = World()
+    _moved_on(world)
+    vouching = world.repo.commits[-2]
+    world.add(promotion("back", NEW, uid="uid-back", rollback=True, reason="v20250820 broke"))
+
+    final = world.drive("back")
+
+    guard = next(c for c in final["status"]["checks"] if c["name"] == "RollbackGuard")
+    assert vouching.sha[:12] in guard["message"]
+    assert f"Promotion {NS}/to-new" in guard["message"]
+    assert vouching.when.isoformat() in guard["message"]
+    assert world.repo.head.files[PROD_OVERLAY] == overlay(NEW, NEW)
+    assert world.repo.head.message.startswith(f"promote prod: {NEWER} -> {NEW}")
+
+
+def test_a_refused_rollback_pushes_nothing_and_says_how_to_allow_it() -> None:
+    world = World()
+    _moved_on(world)
+    world.add(promotion("to-new", NEW, uid="uid-recreated"))
+
+    final = world.drive("to-new")
+
+    assert world.new_commits == 0
+    assert "spec.rollback: true" in final["status"]["message"]
+    assert any(e.reason == "WouldRollBack" and e.warning for e in world.cluster.events)
+
+
+def test_a_success_notice_names_from_to_who_why_and_the_commit() -> None:
+    world = World()
+    world.add(promotion(reason="button fix"))
+
+    final = world.drive()
+
+    (notice,) = world.notifier.notices
+    assert notice.event == "Succeeded"
+    assert (notice.namespace, notice.promotion, notice.environment) == (NS, "p1", "prod")
+    assert (notice.from_version, notice.to_version) == (OLD, NEW)
+    assert (notice.who, notice.why) == ("alice", "button fix")
+    assert notice.commit == final["status"]["commit"]
+
+
+def test_waiting_rounds_send_nothing_and_a_replayed_finish_sends_nothing_again() -> None:
+    world = World()
+    _missing_tag(world)
+    world.add(promotion(timeout="1m"))
+    ports = fake_ports(world.cluster, world.registry, world.repo, world.notifier)
+    config = world.config
+    assert reconcile(config, ports, world.cluster.promotion(NS, "p1"), moment=T0) is not None
+    assert world.notifier.notices == []  # Verifying is no news
+
+    world.drive()
+    reconcile(config, ports, world.cluster.promotion(NS, "p1"), moment=T0 + dt.timedelta(hours=1))
+    assert [n.event for n in world.notifier.notices] == ["Failed"]

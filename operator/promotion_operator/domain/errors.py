@@ -34,6 +34,7 @@ class Reason(StrEnum):
     INVALID_GIT_URL = "InvalidGitURL"
     INVALID_OVERLAY = "InvalidOverlay"
     IMAGE_NOT_IN_OVERLAY = "ImageNotInOverlay"
+    WOULD_ROLL_BACK = "WouldRollBack"
     # registry
     TAG_MISSING = "TagMissing"
     REGISTRY_AUTH_FAILED = "RegistryAuthFailed"
@@ -56,6 +57,8 @@ class Reason(StrEnum):
     GIT_ERROR = "GitError"
     # cluster
     KUBERNETES_API_ERROR = "KubernetesAPIError"
+    # after the end: the webhook could not be told (a Warning Event, never a failure)
+    NOTIFICATION_FAILED = "NotificationFailed"
 
 
 class ConditionType(StrEnum):
@@ -78,6 +81,7 @@ class CheckName(StrEnum):
     SOAK = "Soak"
     APPROVAL = "Approval"
     WINDOW = "PromotionWindow"
+    ROLLBACK_GUARD = "RollbackGuard"
 
 
 class PromotionError(Exception):

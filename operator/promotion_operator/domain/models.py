@@ -321,6 +321,41 @@ class Window(Model):
         )
 
 
+class NotificationFormat(StrEnum):
+    """The body of a webhook notification."""
+
+    JSON = "json"
+    SLACK = "slack"
+
+
+class Webhook(Model):
+    """Where to POST a notification when a Promotion of this Environment ends."""
+
+    secret_ref: LocalObjectReference = Field(
+        description="Secret holding the webhook URL (a credential: it never appears in "
+        "status, Events or logs)."
+    )
+    key: str = Field(
+        default="url",
+        min_length=1,
+        max_length=253,
+        pattern=r"^[-._a-zA-Z0-9]+$",
+        description="Key of the URL in the Secret.",
+    )
+    format: NotificationFormat = Field(
+        default=NotificationFormat.JSON,
+        description="json: the promotion's fields as one JSON object; slack: a Slack-compatible "
+        "`{text}` message.",
+    )
+    diff_url_template: str | None = Field(
+        default=None,
+        max_length=1024,
+        pattern=r"^https?://\S+$",
+        description="Link to the change, e.g. https://git.example/team/gitops/commit/{commit}; "
+        "{commit}, {shortCommit}, {environment}, {namespace}, {from} and {to} are replaced.",
+    )
+
+
 class EnvironmentSpec(Model):
     """One deployable target: a Kustomize overlay in a git repository."""
 
@@ -347,6 +382,11 @@ class EnvironmentSpec(Model):
         default=None, description="How long upstream must have run the version healthily."
     )
     health: HealthSources | None = None
+    webhook: Webhook | None = Field(
+        default=None,
+        description="Notify a webhook when a Promotion of this Environment succeeds, fails "
+        "or is superseded (default: the operator's --notify-webhook-secret, if set).",
+    )
     version_pattern: str = Field(
         default=DEFAULT_VERSION_PATTERN,
         max_length=512,
@@ -435,8 +475,10 @@ class PromotionSpec(Model):
     )
     rollback: bool = Field(
         default=False,
-        description="Allow moving the Environment back to an older version (kubectl promote "
-        "rollback sets it).",
+        description="Allow moving the Environment to an older version (an earlier date, or "
+        "one it already moved away from). A version an earlier promotion of this Environment "
+        "pushed needs no upstream proof again; without this, such a Promotion fails with "
+        "WouldRollBack.",
     )
     timeout: Duration = Field(
         default="30m",

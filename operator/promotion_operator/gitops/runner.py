@@ -23,6 +23,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from promotion_operator.gitops.credentials import GitAuth, HTTPSAuth, SSHAuth
+from promotion_operator.metrics import CALL_ERRORS, timed_call
 
 DEFAULT_AUTHOR = ("Promotion Operator", "promotion-operator@gitops.dev")
 
@@ -110,16 +111,23 @@ class GitRunner:
 
         `config` adds `-c key=value` options for this run only.
         """
-        with self._environment(network=network) as env:
+        operation = args[0] if args else "git"
+        with (
+            timed_call("git", operation),
+            self._environment(network=network) as env,
+        ):
             extra = [arg for option in config for arg in ("-c", option)]
             command = ["git", *self._config_args(), *extra, *args]
-            return _run_killable(
+            result = _run_killable(
                 command,
                 cwd=cwd,
                 env=env,
                 timeout=self._timeout if network else LOCAL_TIMEOUT,
                 stdin=stdin,
             )
+        if network and not result.ok:  # a local non-zero is often an answer (diff --quiet)
+            CALL_ERRORS.labels("git", operation).inc()
+        return result
 
     def _config_args(self) -> list[str]:
         options = [

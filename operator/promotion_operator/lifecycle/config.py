@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from promotion_operator.domain.models import NotificationFormat
+
 DEFAULT_CACHE_DIR = "/var/cache/promotion-operator"
 
 
@@ -27,3 +29,8 @@ class OperatorConfig:
     # Namespaces, besides an Environment's own, that its health sources may read (Argo CD
     # Applications usually live in `argocd`); a tenant may not look into another team's.
     health_namespaces: frozenset[str] = frozenset()
+    # The default webhook (`namespace/name` of a Secret with key `url`) for Environments
+    # without spec.webhook; its body format and diff link template.
+    notify_secret: str | None = None
+    notify_format: NotificationFormat = NotificationFormat.JSON
+    notify_diff_url: str | None = None

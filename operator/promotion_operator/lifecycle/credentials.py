@@ -30,6 +30,14 @@ def _text(data: dict[str, bytes], key: str, secret: str) -> str:
         ) from None
 
 
+def secret_text(cluster: ClusterAPI, namespace: str, name: str, key: str, purpose: str) -> str:
+    """One value of a Secret as text; a missing Secret or key is a SecretInvalid error."""
+    data = _secret(cluster, namespace, name, purpose)
+    if key not in data:
+        raise PermanentError(Reason.SECRET_INVALID, f"Secret {name!r} ({purpose}) has no key {key}")
+    return _text(data, key, name)
+
+
 def git_auth(cluster: ClusterAPI, env: Environment) -> GitAuth:
     """Resolve the git credentials of an Environment from its Secret."""
     ref = env.spec.git.secret_ref

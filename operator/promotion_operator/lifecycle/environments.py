@@ -28,6 +28,7 @@ from promotion_operator.lifecycle.config import OperatorConfig
 from promotion_operator.lifecycle.objects import Environment
 from promotion_operator.lifecycle.observe import healthy_since, observe
 from promotion_operator.lifecycle.ports import Ports, open_repository
+from promotion_operator.metrics import REFRESH_SECONDS
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -189,6 +190,13 @@ async def refresh_round(
     Each step runs in a worker thread, at most `concurrency` at once, so slow git or HTTP
     never blocks the event loop and one slow source holds one slot, not the round.
     """
+    with REFRESH_SECONDS.time():
+        await _round(config, ports, bodies, concurrency=concurrency)
+
+
+async def _round(
+    config: OperatorConfig, ports: Ports, bodies: Sequence[Object], *, concurrency: int
+) -> None:
     limit = asyncio.Semaphore(concurrency)
     moment = now()
 

@@ -19,6 +19,7 @@ from promotion_operator.health import (
 from promotion_operator.k8s import ClusterAPI, NotFoundError
 from promotion_operator.lifecycle.config import OperatorConfig
 from promotion_operator.lifecycle.objects import Environment
+from promotion_operator.metrics import CALL_ERRORS, timed_call
 
 
 def observe(
@@ -43,7 +44,8 @@ def observe(
     if sources.argocd is not None:
         ref = sources.argocd
         try:
-            app = cluster.get_argocd_application(ref.namespace, ref.application)
+            with timed_call("health", "argocd"):
+                app = cluster.get_argocd_application(ref.namespace, ref.application)
             observations.append(observe_argocd(app, images, ref.application))
         except NotFoundError:
             observations.append(
@@ -53,12 +55,17 @@ def observe(
                 )
             )
     if sources.deployments is not None:
-        deployments = cluster.list_deployments(
-            sources.deployments.namespace, sources.deployments.selector
-        )
+        with timed_call("health", "deployments"):
+            deployments = cluster.list_deployments(
+                sources.deployments.namespace, sources.deployments.selector
+            )
         observations.append(observe_deployments(deployments, images))
     if sources.http is not None:
-        observations.append(observe_http(sources.http, images))
+        with timed_call("health", "http"):
+            observation = observe_http(sources.http, images)
+        if observation.health == HealthStatus.UNKNOWN:  # no answer that could be read
+            CALL_ERRORS.labels("health", "http").inc()
+        observations.append(observation)
     return _only_versions(env, combine(observations))
 
 

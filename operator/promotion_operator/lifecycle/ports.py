@@ -10,15 +10,18 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from promotion_operator.domain.gitrules import validate_git_url
 from promotion_operator.domain.images import RegistryCredentials
+from promotion_operator.domain.notifications import Notice
+from promotion_operator.domain.rollback import PromotionCommit
 from promotion_operator.gitops import Edit, GitAuth, GitRepository, PushResult
 from promotion_operator.k8s import ClusterAPI
 from promotion_operator.lifecycle.config import OperatorConfig
 from promotion_operator.lifecycle.credentials import git_auth
+from promotion_operator.lifecycle.notices import shared_notifier
 from promotion_operator.lifecycle.objects import Environment
 from promotion_operator.registry import RegistryClient
 
@@ -80,6 +83,26 @@ class Repository(Protocol):
         """Files at a commit (None for a path that is no file)."""
         ...
 
+    def promotions_of(self, commit: str, relative: str, version: str) -> list[PromotionCommit]:
+        """The operator's commits that moved a file to or from `version`, newest first."""
+        ...
+
+
+class Notifier(Protocol):
+    """Sends a notice somewhere, later: never blocks, never raises (the notify adapter)."""
+
+    def submit(self, notice: Notice) -> None:
+        """Queue the notice."""
+        ...
+
+
+class _Silent:
+    """No notifications (the default of hand-built Ports)."""
+
+    def submit(self, notice: Notice) -> None:
+        """Drop the notice."""
+        del notice
+
 
 class RegistryFactory(Protocol):
     """Builds a tag checker for one Environment's registry settings."""
@@ -102,6 +125,7 @@ class Ports:
     cluster: ClusterAPI
     registry: RegistryFactory
     repository: RepositoryFactory
+    notifier: Notifier = field(default_factory=_Silent)
 
 
 def live_ports(config: OperatorConfig, cluster: ClusterAPI) -> Ports:
@@ -120,7 +144,12 @@ def live_ports(config: OperatorConfig, cluster: ClusterAPI) -> Ports:
             timeout=config.git_timeout,
         )
 
-    return Ports(cluster=cluster, registry=registry, repository=repository)
+    return Ports(
+        cluster=cluster,
+        registry=registry,
+        repository=repository,
+        notifier=shared_notifier(config, cluster),
+    )
 
 
 def open_repository(config: OperatorConfig, ports: Ports, env: Environment) -> Repository:

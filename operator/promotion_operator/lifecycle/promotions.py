@@ -46,9 +46,11 @@ from promotion_operator.lifecycle.deployment import (
     expect_deployment,
 )
 from promotion_operator.lifecycle.newest import newer_promotion
+from promotion_operator.lifecycle.notices import notice_of
 from promotion_operator.lifecycle.objects import Environment, Promotion, load_environment
 from promotion_operator.lifecycle.ports import Ports, Repository, open_repository
 from promotion_operator.lifecycle.status import StatusWriter
+from promotion_operator.metrics import STAGE_SECONDS, set_in_flight
 
 log = logging.getLogger(__name__)
 
@@ -294,10 +296,15 @@ def reconcile(
         return None
     writer = StatusWriter(ports.cluster, promotion, moment)
     delay = _round(config, ports, promotion, writer, attempt, moment)
+    ended = writer.phase is not None and writer.phase.finished
+    changed = not promotion.current or promotion.status.phase != writer.phase
+    if ended and changed and not promotion.spec.dry_run:
+        ports.notifier.submit(notice_of(promotion, writer.status))  # queued, never waited on
     if delay is None and awaits_deployment(dump(writer.status)):
-        return DEPLOYMENT_POLL  # pushed: next, watch the Environment run it
-    if delay is None and writer.phase is not None and writer.phase.finished:
+        delay = DEPLOYMENT_POLL  # pushed: next, watch the Environment run it
+    elif delay is None and writer.phase is not None and writer.phase.finished:
         prune_history(config, ports, promotion.namespace, promotion.spec.environment)
+    set_in_flight(promotion.namespace, promotion.name, active=delay is not None)
     return delay
 
 
@@ -387,7 +394,8 @@ def _advance(
     records: list[Check] = []
     writer.status.checks = records  # filled as the checks run: a failing one shows too
     ctx = CheckContext(config, ports, promotion, env, moment)
-    verification = verify(ctx, records)
+    with STAGE_SECONDS.labels("verify").time():
+        verification = verify(ctx, records)
     writer.status.approved_by = [v for k, v in ctx.audit if k == Trailer.APPROVED_BY] or None
     if verification.waiting is not None:
         if writer.phase == Phase.PROMOTING:
@@ -419,7 +427,8 @@ def _advance(
             message=writer.status.message,
         )
         writer.write(event_reason=Reason.PROMOTING)
-    promote(config, ports, promotion, env, writer, audit=ctx.audit)
+    with STAGE_SECONDS.labels("git").time():
+        promote(config, ports, promotion, env, writer, audit=ctx.audit)
     return None
 
 

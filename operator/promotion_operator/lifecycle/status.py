@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 from promotion_operator.domain.conditions import set_condition
 from promotion_operator.domain.errors import ConditionType
 from promotion_operator.domain.models import Phase, dump, status_patch
-from promotion_operator.domain.times import precise_timestamp, timestamp
+from promotion_operator.domain.times import parse_time, precise_timestamp, timestamp
 from promotion_operator.k8s import ClusterAPI
 from promotion_operator.lifecycle.objects import Promotion
+from promotion_operator.metrics import STAGE_SECONDS, TRANSITIONS
+
+log = logging.getLogger(__name__)
 
 
 class StatusWriter:
@@ -53,9 +57,25 @@ class StatusWriter:
                 status_patch(self.before, self.status),
             )
         phase_changed = self.before.phase != self.status.phase
+        if phase_changed and self.status.phase is not None:
+            reason = self._ready_reason()
+            TRANSITIONS.labels(self.status.phase.value, reason).inc()
+            log.info(
+                "%s -> %s (%s): %s",
+                self.before.phase or "new",
+                self.status.phase,
+                reason,
+                self.status.message or "",
+            )
         if event_reason and (phase_changed or warning):
             self.event(event_reason, self.status.message or str(self.status.phase), warning=warning)
         self.before = self.status.model_copy(deep=True)
+
+    def _ready_reason(self) -> str:
+        ready = next(
+            (c for c in self.status.conditions or () if c.type == ConditionType.READY), None
+        )
+        return ready.reason if ready is not None else ""
 
     def event(self, reason: str, message: str, *, warning: bool = False) -> None:
         """Post an Event on the Promotion."""
@@ -69,4 +89,7 @@ class StatusWriter:
         self.condition(
             ConditionType.READY, status=phase == Phase.SUCCEEDED, reason=reason, message=message
         )
+        if self.before.phase != phase and self.status.started_at:
+            taken = (self.moment - parse_time(self.status.started_at)).total_seconds()
+            STAGE_SECONDS.labels("total").observe(max(0.0, taken))
         self.write(event_reason=reason, warning=warning)

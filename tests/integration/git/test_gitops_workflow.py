@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import itertools
 import os
 import subprocess
 import threading
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from promotion_operator.domain.gitfailures import GitPushRejectedError
+from promotion_operator.domain.planning import commit_message
 from promotion_operator.gitops import GitRepository, PushResult, Reader, SSHAuth
 from promotion_sandbox.gitserver import (
     branch_head,
@@ -337,3 +339,90 @@ def test_file_remote_with_the_local_flag(bare_repo: Path, cache_dir: Path) -> No
     repo = GitRepository(f"file://{bare_repo}", "main", cache_dir=cache_dir, allow_file=True)
     assert repo.sync() == branch_head(bare_repo)
     assert repo.commit_and_push(bump, MESSAGE).changed
+
+
+def _promotion_message(name: str, old: str, new: str) -> str:
+    return commit_message(
+        namespace="tvhub",
+        name=name,
+        uid=f"uid-{name}",
+        generation=1,
+        environment="tvhub-prod",
+        old=old,
+        new=new,
+        reason=f"Promotion-UID: forged-in-{name}",
+        requested_by="alice",
+    )
+
+
+def _unrelated_commits(bare_repo: Path, count: int) -> None:
+    """`count` commits on main that leave the overlay alone, written by one git fast-import."""
+    head = branch_head(bare_repo)
+    stream = [f"reset refs/heads/main\nfrom {head}\n"]
+    for n in range(count):
+        text = f"{n}\n"
+        stream.append(
+            f"commit refs/heads/main\ncommitter ci <ci@example.invalid> {1_700_000_000 + n} +0000\n"
+            f"data {len(f'later {n}')}\nlater {n}\nM 100644 inline README.md\n"
+            f"data {len(text)}\n{text}\n"
+        )
+    subprocess.run(
+        ["git", "fast-import", "--quiet"],
+        cwd=bare_repo,
+        input="".join(stream).encode(),
+        env=GIT_IDENTITY,
+        check=True,
+    )
+
+
+def test_promotions_of_a_version_are_found_by_one_log_over_the_whole_history(
+    bare_repo: Path, cache_dir: Path
+) -> None:
+    repo = GitRepository(f"file://{bare_repo}", "main", cache_dir=cache_dir, allow_file=True)
+    versions = ["v20250812-a1b2c3d", "v20250819-f3b8541", "v20250826-0badc0d"]
+    middle = versions[1]
+    for old, new in itertools.pairwise(versions):
+        text = read_remote_file(bare_repo, OVERLAY).replace(old, new)
+        commit_files(bare_repo, {OVERLAY: text}, message=_promotion_message(f"to-{new}", old, new))
+    # not promotions of the overlay: a human commit naming the version, an operator-like
+    # commit of another file, a reason quoting the version; then 1000 unrelated commits
+    overlay = read_remote_file(bare_repo, OVERLAY)
+    commit_files(bare_repo, {OVERLAY: overlay + "# x\n"}, message=f"revert to {middle} by hand")
+    commit_files(bare_repo, {"README.md": "x\n"}, message=_promotion_message("o", middle, "b"))
+    quoting = _promotion_message("q", "a", "b").replace("Reason: ", f"Reason: like {middle} ")
+    commit_files(bare_repo, {OVERLAY: overlay + "# y\n"}, message=quoting)
+    _unrelated_commits(bare_repo, 1000)
+
+    head = repo.snapshot()
+    found = repo.promotions_of(head, OVERLAY, middle)
+
+    assert [(c.old, c.new) for c in found] == [
+        ("v20250819-f3b8541", "v20250826-0badc0d"),
+        ("v20250812-a1b2c3d", "v20250819-f3b8541"),
+    ]
+    assert found[1].promotion == "tvhub/to-v20250819-f3b8541"
+    assert found[1].requested_by == "alice"
+    assert found[1].environment == "tvhub-prod"
+    assert dt.datetime.fromisoformat(found[1].when) <= dt.datetime.now(dt.UTC)
+    assert repo.promotions_of(head, "k8s/overlays/dev/kustomization.yaml", middle) == []
+    assert repo.promotions_of(head, OVERLAY, "v2025.*") == []  # a fixed string, no pattern
+
+
+def test_promotions_of_reads_only_new_commits_later_and_starts_afresh_after_a_rewrite(
+    bare_repo: Path, cache_dir: Path
+) -> None:
+    repo = GitRepository(f"file://{bare_repo}", "main", cache_dir=cache_dir, allow_file=True)
+    old, new = "v20250812-a1b2c3d", "v20250819-f3b8541"
+    before = branch_head(bare_repo)
+    assert repo.promotions_of(repo.snapshot(), OVERLAY, new) == []  # cached at this head
+    text = read_remote_file(bare_repo, OVERLAY).replace(old, new)
+    commit_files(bare_repo, {OVERLAY: text}, message=_promotion_message("to-new", old, new))
+
+    (found,) = repo.promotions_of(repo.snapshot(), OVERLAY, new)  # only the commit since
+    assert found.promotion == "tvhub/to-new"
+    assert repo.promotions_of(repo.snapshot(), OVERLAY, new) == [found]  # nothing new
+
+    # a force-push drops that commit: the cached answer must not survive it
+    subprocess.run(["git", "update-ref", "refs/heads/main", before], cwd=bare_repo, check=True)
+    commit_files(bare_repo, {"README.md": "rewritten\n"}, message="rewrite")
+    assert repo.promotions_of(repo.snapshot(), OVERLAY, new) == []

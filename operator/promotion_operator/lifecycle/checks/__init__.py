@@ -14,6 +14,7 @@ from promotion_operator.domain.models import Check as CheckRecord
 from promotion_operator.domain.models import CheckState
 from promotion_operator.lifecycle.checks.approval import Approval
 from promotion_operator.lifecycle.checks.base import Check, CheckContext, Outcome
+from promotion_operator.lifecycle.checks.rollback_guard import RollbackGuard
 from promotion_operator.lifecycle.checks.soak import Soak
 from promotion_operator.lifecycle.checks.tag_exists import TagExists
 from promotion_operator.lifecycle.checks.upstream_healthy import UpstreamHealthy
@@ -24,6 +25,7 @@ from promotion_operator.lifecycle.checks.window import PromotionWindow
 CHECKS: tuple[Check, ...] = (
     VersionPattern(),
     TagExists(),
+    RollbackGuard(),
     UpstreamHealthy(),
     UpstreamVersion(),
     Soak(),

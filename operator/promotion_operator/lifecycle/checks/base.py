@@ -23,6 +23,7 @@ from promotion_operator.domain.errors import (
 from promotion_operator.domain.models import Check as CheckRecord
 from promotion_operator.domain.models import CheckState
 from promotion_operator.domain.planning import Trailer
+from promotion_operator.domain.rollback import PromotionCommit
 from promotion_operator.health import Observation
 from promotion_operator.k8s import Object
 from promotion_operator.lifecycle.config import OperatorConfig
@@ -107,6 +108,9 @@ class CheckContext:
         self.moment = moment
         self.audit: list[tuple[Trailer, str]] = []
         """What checks record for the commit's trailers (who approved, an override)."""
+        # Set by RollbackGuard when an earlier promotion of this Environment pushed the
+        # version being rolled back to: that promotion is the proof, not the upstream.
+        self.vouch: PromotionCommit | None = None
 
     @property
     def version(self) -> str:
@@ -180,8 +184,8 @@ class UpstreamCheck(Check):
     """A check about the upstream Environment: it applies only when there is one."""
 
     def applies(self, ctx: CheckContext) -> bool:
-        """Only for an Environment with an upstream."""
-        return bool(ctx.env.spec.upstream)
+        """Only for an Environment with an upstream, and not for a vouched rollback."""
+        return bool(ctx.env.spec.upstream) and ctx.vouch is None
 
     def target(self, ctx: CheckContext) -> str:
         """The upstream's name."""

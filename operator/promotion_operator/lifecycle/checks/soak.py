@@ -15,8 +15,8 @@ class Soak(UpstreamCheck):
     needs = (CheckName.UPSTREAM_VERSION,)
 
     def applies(self, ctx: CheckContext) -> bool:
-        """Only when the Environment asks for a soak."""
-        return bool(ctx.env.spec.upstream and ctx.env.spec.soak)
+        """Only when the Environment asks for a soak (and not for a vouched rollback)."""
+        return super().applies(ctx) and bool(ctx.env.spec.soak)
 
     def run(self, ctx: CheckContext) -> list[Outcome]:
         """Passed once the healthy run of this version is as long as the soak."""
