@@ -58,7 +58,7 @@ OPTIONS: list[tuple[str, tuple[str, ...], tuple[str, ...], Callable[[dict[str, i
         (),
         (),
         lambda kinds: (
-            kinds.get("PodDisruptionBudget") == 1 and kinds.get("CustomResourceDefinition") == 2
+            kinds.get("PodDisruptionBudget") == 1 and kinds.get("CustomResourceDefinition") == 4
         ),
     ),
     (
@@ -82,6 +82,8 @@ OPTIONS: list[tuple[str, tuple[str, ...], tuple[str, ...], Callable[[dict[str, i
             "serviceAccount.name=ops-bot",
             "requestedByPolicy=false",
             "requestedByGuard=false",
+            "approvalPolicy=false",
+            "approvalGuard=false",
             "nameOverride=po",
         ),
         (),
