@@ -73,6 +73,8 @@ def parse_dockerconfigjson(data: bytes | str) -> dict[str, RegistryCredentials]:
             raise _secret_invalid("its .dockerconfigjson is not UTF-8 text") from None
     try:
         document: Any = json.loads(data)
+    except RecursionError:  # json recurses per nesting level; a Secret may be 1 MiB
+        raise _secret_invalid("its .dockerconfigjson is nested too deeply") from None
     except json.JSONDecodeError as error:
         # error.msg and the position only: the exception's str could quote nothing
         # secret, but keep the habit of never echoing the document.
@@ -88,9 +90,15 @@ def parse_dockerconfigjson(data: bytes | str) -> dict[str, RegistryCredentials]:
         )
     credentials: dict[str, RegistryCredentials] = {}
     for key, entry in document["auths"].items():
-        host = normalise_registry_host(str(key))
+        try:
+            host = normalise_registry_host(str(key))
+        except ValueError:  # urlsplit refuses e.g. "http://[" (an unclosed IPv6 bracket)
+            host = ""
         if not host:
-            raise _secret_invalid(f'its .dockerconfigjson has an "auths" key {key!r} with no host')
+            raise _secret_invalid(
+                f'its .dockerconfigjson has an "auths" key {key!r} with no host '
+                "(write it as host[:port])"
+            )
         credentials.setdefault(host, _parse_auth_entry(host, entry))
     return credentials
 
