@@ -57,6 +57,7 @@ def _run(args: argparse.Namespace) -> int:
         backoff_max=args.max_backoff,
         keep_finished=args.keep_finished,
         health_namespaces=frozenset(args.health_namespace or ()),
+        status_key=k8s.status_key(args.operator_namespace, args.status_key_secret),
     )
     namespaces = args.namespace or []
     if args.leader_elect:
@@ -161,6 +162,17 @@ def main(argv: list[str] | None = None) -> int:
         help="namespace of the Lease (default: $POD_NAMESPACE)",
     )
     run.add_argument("--leader-election-id", default="promotion-operator", help="Lease name")
+    run.add_argument(
+        "--operator-namespace",
+        default=os.environ.get("POD_NAMESPACE", "default"),
+        help="the operator's own namespace, which tenants cannot read (default: $POD_NAMESPACE)",
+    )
+    run.add_argument(
+        "--status-key-secret",
+        default="promotion-operator-status-key",
+        help="Secret in --operator-namespace holding the key that seals Environment status "
+        "(created on first start)",
+    )
     run.add_argument("--verbose", "-v", action="store_true")
     crds = sub.add_parser("crds", help="write the CRDs generated from the models")
     crds.add_argument("out", nargs="+", type=Path)

@@ -11,6 +11,7 @@ import base64
 import contextlib
 import datetime as dt
 import logging
+import secrets
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -234,6 +235,49 @@ class Cluster:
         )
         with contextlib.suppress(ApiException):
             self._core.create_namespaced_event(meta["namespace"], event)
+
+
+STATUS_KEY_FIELD = "hmac-sha256"
+
+
+def status_key(namespace: str, name: str) -> bytes:
+    """The operator's sealing key: Secret `name` in the operator's own namespace.
+
+    Created with 32 random bytes on the first start; replicas racing to create it all read
+    the one that won (409), so every replica seals alike. Tenants cannot read this
+    namespace, so they cannot seal what they write.
+    """
+    core = client.CoreV1Api(_client())
+    what = f"get or create secret/{name} in {namespace}"
+    for _ in range(3):
+        with _translated(what):
+            try:
+                data = core.read_namespaced_secret(name, namespace).data or {}
+                if STATUS_KEY_FIELD in data:
+                    return base64.b64decode(data[STATUS_KEY_FIELD])
+                raise RetryableError(
+                    Reason.KUBERNETES_API_ERROR,
+                    f"Secret {namespace}/{name} has no {STATUS_KEY_FIELD!r} key: delete it "
+                    "and the operator creates a new one",
+                )
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+            body = client.V1Secret(
+                metadata=client.V1ObjectMeta(
+                    name=name,
+                    labels={"app.kubernetes.io/managed-by": "promotion-operator"},
+                ),
+                type="Opaque",
+                data={STATUS_KEY_FIELD: base64.b64encode(secrets.token_bytes(32)).decode()},
+            )
+            try:
+                core.create_namespaced_secret(namespace, body)
+                log.info("created the status sealing key Secret %s/%s", namespace, name)
+            except ApiException as error:
+                if error.status != 409:  # another replica created it first: read theirs
+                    raise
+    raise RetryableError(Reason.KUBERNETES_API_ERROR, f"cannot {what}: it keeps changing")
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,3 +28,6 @@ class OperatorConfig:
     # Namespaces, besides an Environment's own, that its health sources may read (Argo CD
     # Applications usually live in `argocd`); a tenant may not look into another team's.
     health_namespaces: frozenset[str] = frozenset()
+    # The key of the operator's seal on Environment status (domain/seal.py). The cli loads
+    # it from a Secret in the operator's namespace; without one, a key for this process.
+    status_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)

@@ -26,7 +26,7 @@ from promotion_operator.health import Observation
 from promotion_operator.k8s import Object
 from promotion_operator.lifecycle.config import OperatorConfig
 from promotion_operator.lifecycle.objects import Environment
-from promotion_operator.lifecycle.observe import healthy_since, observe
+from promotion_operator.lifecycle.observe import healthy_since, observe, seal_of
 from promotion_operator.lifecycle.ports import Ports, open_repository
 
 log = logging.getLogger(__name__)
@@ -118,9 +118,10 @@ def refresh_status(
     except PromotionError as error:
         observation = Observation(HealthStatus.UNKNOWN, message=error.message)
         git_problem = git_problem or error
-    status.healthy_since = healthy_since(env.status, observation, moment)
+    status.healthy_since = healthy_since(env, observation, moment, config.status_key)
     status.health = observation.health
     status.live_version = observation.live_version
+    status.healthy_since_seal = seal_of(env, status, config.status_key)
     status.conditions = set_condition(
         status.conditions,
         type_=ConditionType.READY,
