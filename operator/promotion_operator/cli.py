@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import os
 import socket
@@ -58,6 +59,11 @@ def _run(args: argparse.Namespace) -> int:
         keep_finished=args.keep_finished,
         health_namespaces=frozenset(args.health_namespace or ()),
         status_key=k8s.status_key(args.operator_namespace, args.status_key_secret),
+        clone_history=dt.timedelta(days=args.clone_history_days)
+        if args.clone_history_days
+        else None,
+        cache_idle=args.clone_cache_idle,
+        cache_budget=args.clone_cache_budget << 20,
     )
     namespaces = args.namespace or []
     if args.leader_elect:
@@ -149,6 +155,24 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         help="a namespace, besides an Environment's own, that its health sources may read "
         "(e.g. argocd, where Argo CD keeps Applications); repeat for more",
+    )
+    run.add_argument(
+        "--clone-history-days",
+        type=float,
+        default=14.0,
+        help="history a cached clone keeps, in days (deepened on demand); 0 keeps all",
+    )
+    run.add_argument(
+        "--clone-cache-idle",
+        type=float,
+        default=3600.0,
+        help="seconds after which an unused cached clone is removed",
+    )
+    run.add_argument(
+        "--clone-cache-budget",
+        type=int,
+        default=1536,
+        help="MiB the clone cache may hold; least recently used clones are removed beyond it",
     )
     run.add_argument("--liveness", default=None, help="e.g. http://0.0.0.0:8080/healthz")
     run.add_argument(

@@ -133,10 +133,14 @@ async def _refresh_all(config: OperatorConfig, index: kopf.Index[Any, Any]) -> N
     ports = _ports(config)
     clock = asyncio.get_running_loop().time
     previous = -1
+    swept = clock()
     while True:
         started = clock()
         bodies = [body for store in list(index.values()) for body in store]
         await environments.refresh_round(config, ports, bodies, concurrency=_REFRESH_CONCURRENCY)
+        if started - swept >= config.cache_sweep:
+            swept = started
+            await asyncio.to_thread(environments.sweep_clone_cache, config)
         interval = _WARM_UP_INTERVAL if len(bodies) != previous else config.environment_refresh
         previous = len(bodies)
         await asyncio.sleep(max(1.0, interval - (clock() - started)))

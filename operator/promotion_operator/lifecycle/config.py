@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -28,6 +29,13 @@ class OperatorConfig:
     # Namespaces, besides an Environment's own, that its health sources may read (Argo CD
     # Applications usually live in `argocd`); a tenant may not look into another team's.
     health_namespaces: frozenset[str] = frozenset()
+    # The clone cache: history kept by a clone (a shallow clone; deepened on demand by the
+    # crash-safety lookup; None keeps all), and eviction of clones unused for
+    # `cache_idle` seconds or beyond `cache_budget` bytes, looked at every `cache_sweep` s.
+    clone_history: dt.timedelta | None = dt.timedelta(days=14)
+    cache_idle: float = 3600.0
+    cache_budget: int = 1536 << 20
+    cache_sweep: float = 300.0
     # The key of the operator's seal on Environment status (domain/seal.py). The cli loads
     # it from a Secret in the operator's namespace; without one, a key for this process.
     status_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)

@@ -22,6 +22,7 @@ from promotion_operator.domain.images import pinned_version
 from promotion_operator.domain.models import EnvironmentStatus, HealthStatus, dump, status_patch
 from promotion_operator.domain.overlay import read_image_tags
 from promotion_operator.domain.times import now, timestamp
+from promotion_operator.gitops import cache
 from promotion_operator.health import Observation
 from promotion_operator.k8s import Object
 from promotion_operator.lifecycle.config import OperatorConfig
@@ -226,3 +227,21 @@ async def refresh_round(
             for env in envs
         )
     )
+
+
+def sweep_clone_cache(config: OperatorConfig) -> None:
+    """Evict cached clones unused for `cache_idle` or beyond `cache_budget` (never one in
+    use); a failure is logged and the next sweep tries again."""
+    try:
+        swept = cache.evict(
+            config.cache_dir / "git", idle=config.cache_idle, budget=config.cache_budget
+        )
+    except OSError:
+        log.exception("sweeping the clone cache failed")
+        return
+    if swept.evicted:
+        log.info(
+            "clone cache: evicted %d clones, %d MiB kept",
+            len(swept.evicted),
+            swept.kept_bytes >> 20,
+        )
