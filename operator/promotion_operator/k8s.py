@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.leaderelection import electionconfig, leaderelection
@@ -120,6 +121,13 @@ def _translated(what: str) -> Iterator[None]:
         raise RetryableError(
             Reason.KUBERNETES_API_ERROR,
             f"cannot {what}: API server answered {error.status} {error.reason}",
+        ) from None
+    except (urllib3.exceptions.HTTPError, OSError) as error:
+        # the API server restarting or unreachable: as retryable as a 503 (the fault
+        # campaign found these escaping as bugs while kube-apiserver restarted)
+        raise RetryableError(
+            Reason.KUBERNETES_API_ERROR,
+            f"cannot {what}: API server unreachable ({type(error).__name__})",
         ) from None
 
 
