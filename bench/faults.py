@@ -39,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ from typing import Any
 from promotion_operator.domain.gitrules import trailer_block
 from promotion_operator.domain.planning import Trailer
 from promotion_operator.domain.times import parse_time
+from promotion_sandbox import procs
 from promotion_sandbox.controlplane import ControlPlane
 from promotion_sandbox.gitserver import HTTPGitServer, git, init_bare_repo
 from promotion_sandbox.kube import Kube
@@ -149,7 +151,9 @@ class Chaos:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start_operator(self) -> None:
-        """A fresh operator process on the same cache and log (a Pod restarted)."""
+        """A fresh operator process on the same cache and log (a Pod restarted); returns
+        once it answers liveness (kopf is up), as a Pod's readiness would say."""
+        port = procs.free_port()
         self.operator = OperatorProcess(
             self.kube,
             self.workdir,
@@ -158,7 +162,14 @@ class Chaos:
             cache=self.workdir / "cache",
             environment_refresh=1.0,
             max_backoff=2.0,
+            extra_args=[f"--liveness=http://127.0.0.1:{port}/healthz"],
         ).start()
+        with contextlib.suppress(TimeoutError):  # an API server restart may hold it up
+            procs.wait_until(
+                lambda: _answers(f"http://127.0.0.1:{port}/healthz"),
+                timeout=60,
+                what="the operator's liveness",
+            )
 
     def kill_operator(self) -> None:
         """SIGKILL, noting the phase of every unfinished Promotion; then start it again."""
@@ -203,7 +214,7 @@ class Chaos:
         network = threading.Thread(target=self._network_loop, daemon=True)
         network.start()
         while self.kills < kills:
-            self.stop.wait(self.rng.uniform(0.5, 5))
+            self.stop.wait(self.rng.uniform(0, 8))  # a random moment of the operator's work
             roll = self.rng.random()
             with self.lock:
                 if roll < 0.05:
@@ -222,6 +233,14 @@ class Chaos:
         while self.proxies and not self.stop.is_set():
             self.network_fault()
             self.stop.wait(self.rng.uniform(0, 2))
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:  # noqa: S310 - loopback
+            return bool(answer.status == 200)
+    except OSError:
+        return False
 
 
 # --- promotions and their judgement --------------------------------------------------------

@@ -89,7 +89,11 @@ class Toxiproxy(procs.Service):
             str(self.api_port),
         ]
         self.pid = procs.spawn(argv, self.log)
-        procs.wait_until(self._answers, timeout=30, what="toxiproxy", log=self.log)
+        try:
+            procs.wait_until(self._answers, timeout=30, what="toxiproxy", log=self.log)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
@@ -126,7 +130,7 @@ class Toxiproxy(procs.Service):
 
     def _answers(self) -> bool:
         try:
-            self.api("GET", "/version")
-        except (OSError, RuntimeError):
+            self.api("GET", "/proxies")
+        except (OSError, RuntimeError, ValueError):
             return False
         return True
