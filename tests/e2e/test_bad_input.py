@@ -722,6 +722,12 @@ CASES = [
         also=no_registry_secret_shown,
     ),
     Case(
+        "dockerconfigjson-auth-not-ascii",
+        dockerconfigjson(json.dumps({"auths": {"r.example.com": {"auth": "ĉi:pässwörd"}}})),
+        "SecretInvalid",
+        ("not base64",),
+    ),
+    Case(
         "dockerconfigjson-not-utf8",
         dockerconfig_bytes(b'{"auths": {"\xff": {}}}'),
         "SecretInvalid",

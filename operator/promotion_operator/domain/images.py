@@ -8,7 +8,6 @@ and one meaning of "the version an overlay (or a live environment) pins".
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -114,7 +113,7 @@ def _parse_auth_entry(host: str, entry: object) -> RegistryCredentials:
     if isinstance(auth, str) and auth:
         try:
             decoded = base64.b64decode(auth, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError):  # binascii.Error; non-ASCII text
             raise _secret_invalid(f'{where} has an "auth" value that is not base64') from None
         username, sep, password = decoded.partition(":")
         if not sep or not username or not password:

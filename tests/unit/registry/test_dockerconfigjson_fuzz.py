@@ -77,6 +77,7 @@ def parse_or_secret_invalid(data: bytes | str) -> dict[str, RegistryCredentials]
 @fuzz
 @given(DOCUMENTS)
 @example({"auths": {"http://[": {"auth": b64(f"ci:{SECRET}")}}})  # urlsplit: ValueError
+@example({"auths": {"0": {"auth": "\x80"}}})  # found by the deep run: b64decode ValueError
 def test_fuzz_documents(document: object) -> None:
     parsed = parse_or_secret_invalid(json.dumps(document))
     for host, credentials in (parsed or {}).items():
@@ -99,8 +100,15 @@ def test_fuzz_bytes(data: bytes | str) -> None:
         '{"auths": ' + '{"a": ' * 50_000 + "1" + "}" * 50_001,
         '{"auths": {"http://[": {"auth": "Y2k6eA=="}}}',  # not a URL: ValueError
         '{"auths": {"https://[::1": {"username": "u", "password": "p"}}}',
+        '{"auths": {"0": {"auth": "\\u0080"}}}',  # b64decode of non-ASCII: ValueError
     ],
-    ids=["nested-arrays", "nested-objects", "unclosed-ipv6-bracket", "unclosed-ipv6-https"],
+    ids=[
+        "nested-arrays",
+        "nested-objects",
+        "unclosed-ipv6-bracket",
+        "unclosed-ipv6-https",
+        "auth-not-ascii",
+    ],
 )
 def test_found_by_fuzzing_refused_as_secret_invalid(data: str) -> None:
     assert parse_or_secret_invalid(data) is None
