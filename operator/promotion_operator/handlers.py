@@ -15,6 +15,7 @@ from typing import Any
 import kopf
 
 from promotion_operator import API_GROUP, API_VERSION
+from promotion_operator.domain.errors import RetryableError
 from promotion_operator.domain.planning import is_finished
 from promotion_operator.domain.times import now
 from promotion_operator.k8s import Cluster
@@ -93,7 +94,12 @@ def _unfinished(body: kopf.Body, **_: Any) -> bool:
 def promotion_changed(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None:
     """A Promotion is new, its spec changed, or the operator restarted: advance it."""
     config = _config(memo)
-    delay = promotions.reconcile(config, _ports(config), dict(body), attempt=retry)
+    try:
+        delay = promotions.reconcile(config, _ports(config), dict(body), attempt=retry)
+    except RetryableError as error:
+        # the status write itself failed (the API server restarting): look again soon,
+        # not after kopf's default 60 s for an unexpected error
+        raise kopf.TemporaryError(error.message, delay=config.backoff_initial) from error
     if delay is not None:
         raise kopf.TemporaryError("waiting for checks", delay=delay)
 

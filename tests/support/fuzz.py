@@ -1,7 +1,8 @@
 """One fuzz budget for every hypothesis fuzz test: small in `make test`, big on demand.
 
-`PROMOTION_FUZZ=deep` selects the deep profile (20,000 examples per test);
-`FUZZ_EXAMPLES=N` sets any other budget. The default keeps the unit tier to seconds.
+`PROMOTION_FUZZ=deep` selects the deep profile (20,000 examples per test; run it with
+`--timeout=0`: a deep test outlasts pytest-timeout's 300 s); `FUZZ_EXAMPLES=N` sets any
+other budget. The default keeps the unit tier to seconds.
 """
 
 from __future__ import annotations

@@ -198,6 +198,9 @@ async def refresh_round(
         async with limit:
             try:
                 return await asyncio.to_thread(call)
+            except PromotionError as error:  # sorted (the API server away): one line
+                log.warning("refreshing %s failed: %s", what, error.message)
+                return None
             except Exception:  # a bad look is reported next time; the loop must go on
                 log.exception("refreshing %s failed", what)
                 return None
