@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import os
 import socket
@@ -58,6 +59,12 @@ def _run(args: argparse.Namespace) -> int:
         notify_secret=args.notify_webhook_secret,
         notify_format=NotificationFormat(args.notify_format),
         notify_diff_url=args.notify_diff_url,
+        status_key=k8s.status_key(args.operator_namespace, args.status_key_secret),
+        clone_history=dt.timedelta(days=args.clone_history_days)
+        if args.clone_history_days
+        else None,
+        cache_idle=args.clone_cache_idle,
+        cache_budget=args.clone_cache_budget << 20,
     )
     namespaces = args.namespace or []
     if args.metrics_port:
@@ -152,6 +159,24 @@ def main(argv: list[str] | None = None) -> int:
         help="a namespace, besides an Environment's own, that its health sources may read "
         "(e.g. argocd, where Argo CD keeps Applications); repeat for more",
     )
+    run.add_argument(
+        "--clone-history-days",
+        type=float,
+        default=14.0,
+        help="history a cached clone keeps, in days (deepened on demand); 0 keeps all",
+    )
+    run.add_argument(
+        "--clone-cache-idle",
+        type=float,
+        default=3600.0,
+        help="seconds after which an unused cached clone is removed",
+    )
+    run.add_argument(
+        "--clone-cache-budget",
+        type=int,
+        default=1536,
+        help="MiB the clone cache may hold; least recently used clones are removed beyond it",
+    )
     run.add_argument("--liveness", default=None, help="e.g. http://0.0.0.0:8080/healthz")
     run.add_argument(
         "--leader-elect",
@@ -196,6 +221,17 @@ def main(argv: list[str] | None = None) -> int:
         choices=("text", "json"),
         default="text",
         help="json: one JSON object per line, naming the object each line is about",
+    )
+    run.add_argument(
+        "--operator-namespace",
+        default=os.environ.get("POD_NAMESPACE", "default"),
+        help="the operator's own namespace, which tenants cannot read (default: $POD_NAMESPACE)",
+    )
+    run.add_argument(
+        "--status-key-secret",
+        default="promotion-operator-status-key",
+        help="Secret in --operator-namespace holding the key that seals Environment status "
+        "(created on first start)",
     )
     run.add_argument("--verbose", "-v", action="store_true")
     crds = sub.add_parser("crds", help="write the CRDs generated from the models")

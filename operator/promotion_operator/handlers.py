@@ -15,6 +15,7 @@ from typing import Any
 import kopf
 
 from promotion_operator import API_GROUP, API_VERSION, logs
+from promotion_operator.domain.errors import RetryableError
 from promotion_operator.domain.planning import is_finished
 from promotion_operator.domain.times import now
 from promotion_operator.k8s import Cluster, in_cluster
@@ -111,7 +112,12 @@ def promotion_changed(
     """A Promotion is new, its spec changed, or the operator restarted: advance it."""
     config = _config(memo)
     with logs.handling("Promotion", namespace, name):
-        delay = promotions.reconcile(config, _ports(config), dict(body), attempt=retry)
+        try:
+            delay = promotions.reconcile(config, _ports(config), dict(body), attempt=retry)
+        except RetryableError as error:
+            # the status write itself failed (the API server restarting): look again soon,
+            # not after kopf's default 60 s for an unexpected error
+            raise kopf.TemporaryError(error.message, delay=config.backoff_initial) from error
     if delay is not None:
         raise kopf.TemporaryError("waiting for checks", delay=delay)
 
@@ -155,10 +161,14 @@ async def _refresh_all(config: OperatorConfig, index: kopf.Index[Any, Any]) -> N
     ports = _ports(config)
     clock = asyncio.get_running_loop().time
     previous = -1
+    swept = clock()
     while True:
         started = clock()
         bodies = [body for store in list(index.values()) for body in store]
         await environments.refresh_round(config, ports, bodies, concurrency=_REFRESH_CONCURRENCY)
+        if started - swept >= config.cache_sweep:
+            swept = started
+            await asyncio.to_thread(environments.sweep_clone_cache, config)
         interval = _WARM_UP_INTERVAL if len(bodies) != previous else config.environment_refresh
         previous = len(bodies)
         await asyncio.sleep(max(1.0, interval - (clock() - started)))

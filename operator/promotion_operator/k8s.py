@@ -12,12 +12,14 @@ import contextlib
 import datetime as dt
 import logging
 import os
+import secrets
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config import incluster_config
@@ -147,6 +149,13 @@ def _translated(what: str) -> Iterator[None]:
         raise RetryableError(
             Reason.KUBERNETES_API_ERROR,
             f"cannot {what}: API server answered {error.status} {error.reason}",
+        ) from None
+    except (urllib3.exceptions.HTTPError, OSError) as error:
+        # the API server restarting or unreachable: as retryable as a 503 (the fault
+        # campaign found these escaping as bugs while kube-apiserver restarted)
+        raise RetryableError(
+            Reason.KUBERNETES_API_ERROR,
+            f"cannot {what}: API server unreachable ({type(error).__name__})",
         ) from None
 
 
@@ -288,6 +297,49 @@ class Cluster:
         )
         with contextlib.suppress(ApiException):
             self._core.create_namespaced_event(meta["namespace"], event)
+
+
+STATUS_KEY_FIELD = "hmac-sha256"
+
+
+def status_key(namespace: str, name: str) -> bytes:
+    """The operator's sealing key: Secret `name` in the operator's own namespace.
+
+    Created with 32 random bytes on the first start; replicas racing to create it all read
+    the one that won (409), so every replica seals alike. Tenants cannot read this
+    namespace, so they cannot seal what they write.
+    """
+    core = client.CoreV1Api(_client())
+    what = f"get or create secret/{name} in {namespace}"
+    for _ in range(3):
+        with _translated(what):
+            try:
+                data = core.read_namespaced_secret(name, namespace).data or {}
+                if STATUS_KEY_FIELD in data:
+                    return base64.b64decode(data[STATUS_KEY_FIELD])
+                raise RetryableError(
+                    Reason.KUBERNETES_API_ERROR,
+                    f"Secret {namespace}/{name} has no {STATUS_KEY_FIELD!r} key: delete it "
+                    "and the operator creates a new one",
+                )
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+            body = client.V1Secret(
+                metadata=client.V1ObjectMeta(
+                    name=name,
+                    labels={"app.kubernetes.io/managed-by": "promotion-operator"},
+                ),
+                type="Opaque",
+                data={STATUS_KEY_FIELD: base64.b64encode(secrets.token_bytes(32)).decode()},
+            )
+            try:
+                core.create_namespaced_secret(namespace, body)
+                log.info("created the status sealing key Secret %s/%s", namespace, name)
+            except ApiException as error:
+                if error.status != 409:  # another replica created it first: read theirs
+                    raise
+    raise RetryableError(Reason.KUBERNETES_API_ERROR, f"cannot {what}: it keeps changing")
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,17 @@ repo), or from `PROMOTION_OPERATOR_BIN_DIR`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import ssl
 import subprocess
+import time
 import urllib.error
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from promotion_sandbox import procs
@@ -74,6 +77,8 @@ class ControlPlane(procs.Service):
         self.state_file = workdir / "state.json"
         self.kubeconfig = workdir / "kubeconfig"
         self.state: ControlPlaneState | None = None
+        self._last_argv: list[list[str]] = []
+        self._commands: dict[str, tuple[list[str], Path]] = {}
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self, *, timeout: float = 90.0) -> ControlPlaneState:
@@ -97,7 +102,8 @@ class ControlPlane(procs.Service):
         etcd_port, peer_port, api_port = procs.free_port(), procs.free_port(), procs.free_port()
         etcd_url = f"http://127.0.0.1:{etcd_port}"
         etcd_log = self.workdir / "etcd.log"
-        etcd_pid = procs.spawn(
+        self._last_argv = []
+        etcd_pid = self._spawn(
             [
                 str(bin_dir / "etcd"),
                 f"--data-dir={self.workdir / 'etcd'}",
@@ -113,7 +119,7 @@ class ControlPlane(procs.Service):
         )
         server = f"https://127.0.0.1:{api_port}"
         api_log = self.workdir / "kube-apiserver.log"
-        apiserver_pid = procs.spawn(
+        apiserver_pid = self._spawn(
             [
                 str(bin_dir / "kube-apiserver"),
                 f"--etcd-servers={etcd_url}",
@@ -138,6 +144,10 @@ class ControlPlane(procs.Service):
             ],
             api_log,
         )
+        self._commands = {
+            "etcd": (self._last_argv[0], etcd_log),
+            "kube-apiserver": (self._last_argv[1], api_log),
+        }
         state = ControlPlaneState(
             etcd_pid=etcd_pid,
             apiserver_pid=apiserver_pid,
@@ -159,6 +169,34 @@ class ControlPlane(procs.Service):
             self.stop()
             raise
         return state
+
+    def _spawn(self, argv: list[str], log: Path) -> int:
+        self._last_argv.append(argv)
+        return procs.spawn(argv, log)
+
+    def restart(self, component: str, *, down: float = 0.0, timeout: float = 90.0) -> None:
+        """SIGKILL `etcd` or `kube-apiserver`, wait `down` seconds, start it again with the
+        same flags and data, and wait until the API server is ready (fault campaigns)."""
+        if self.state is None:
+            raise RuntimeError("control plane not started")
+        argv, log = self._commands[component]
+        etcd = component == "etcd"
+        pid = self.state.etcd_pid if etcd else self.state.apiserver_pid
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        procs.wait_until(lambda: not procs.alive(pid), timeout=10, what=f"{component} to die")
+        time.sleep(down)
+        started = procs.spawn(argv, log)
+        if etcd:
+            self.state = replace(self.state, etcd_pid=started)
+        else:
+            self.state = replace(self.state, apiserver_pid=started)
+        self.state_file.write_text(json.dumps(asdict(self.state)))
+        pki = self.workdir / "pki"
+        server = self.state.server
+        procs.wait_until(
+            lambda: self._ready(server, pki), timeout=timeout, what="kube-apiserver", log=log
+        )
 
     def stop(self) -> None:
         """Stop the servers recorded in the state file (if any)."""

@@ -164,7 +164,11 @@ def test_operator_promotes_under_the_charts_identity(
         [work_ns],
         kubeconfig=config,
         # as the chart runs it: the Lease proves the leader-election RBAC too
-        extra_args=("--leader-elect", f"--leader-election-namespace={release_ns}"),
+        extra_args=(
+            "--leader-elect",
+            f"--leader-election-namespace={release_ns}",
+            f"--operator-namespace={release_ns}",  # the status sealing key lives there
+        ),
     ).start()
     try:
         kube.kubectl(
@@ -207,7 +211,8 @@ def test_operator_promotes_under_the_charts_identity(
         ("get", "secrets", True),
         ("list", "secrets", False),
         ("watch", "secrets", False),
-        ("create", "secrets", False),
+        # in its own namespace only: the key that seals Environment status
+        ("create", "secrets", True),
         ("patch", "promotions.promotion.gitops.dev/status", True),
         ("watch", "promotions.promotion.gitops.dev", True),
         ("create", "promotions.promotion.gitops.dev", False),
@@ -238,6 +243,22 @@ def test_chart_rbac_is_least(
 ) -> None:
     release_ns, account = installed
     assert can_i(kube, account, release_ns, verb, resource) is allowed
+
+
+def test_secrets_are_created_only_in_the_operators_own_namespace(
+    kube: Kube, installed: tuple[str, str]
+) -> None:
+    release_ns, account = installed
+    tenant = f"tenant-{uuid.uuid4().hex[:6]}"
+    kube.kubectl("create", "namespace", tenant)
+    as_operator = f"--as=system:serviceaccount:{release_ns}:{account}"
+    try:
+        result = kube.kubectl(
+            "auth", "can-i", "create", "secrets", "-n", tenant, as_operator, check=False
+        )
+    finally:
+        kube.kubectl("delete", "namespace", tenant, "--wait=false", check=False)
+    assert result.stdout.strip() == "no"
 
 
 # -- watchNamespaces: Secrets only where the operator watches ----------------------------
@@ -368,7 +389,13 @@ def test_operator_promotes_with_secrets_granted_per_namespace(
     for obj in fresh_world.objects(watched):
         kube.apply(obj)
     config = token_kubeconfig(kube, release_ns, account, tmp_path / "sa.kubeconfig")
-    operator = OperatorProcess(kube, tmp_path, [watched], kubeconfig=config).start()
+    operator = OperatorProcess(
+        kube,
+        tmp_path,
+        [watched],
+        kubeconfig=config,
+        extra_args=(f"--operator-namespace={release_ns}",),
+    ).start()
     try:
         kube.apply(promotion(watched, "scoped", NEW_VERSION))
         status = wait_for(

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from promotion_operator import k8s
 from promotion_operator.domain.errors import Reason, RetryableError
@@ -176,3 +177,21 @@ def test_forbidden_is_a_retryable_error_naming_what_is_missing(
     assert raised.value.reason == Reason.KUBERNETES_API_ERROR
     assert "cannot get secret/anything" in raised.value.message
     assert "403" in raised.value.message
+
+
+def test_an_unreachable_api_server_is_a_retryable_error(kube: Kube, tmp_path: Path) -> None:
+    """While kube-apiserver restarts, its port refuses connections: that must be a
+    RetryableError the lifecycle sorts (the fault campaign saw it escape as a bug)."""
+    config = yaml.safe_load(kube.kubeconfig.read_text())  # the sandbox writes JSON, also YAML
+    for entry in config["clusters"]:
+        entry["cluster"]["server"] = "https://127.0.0.1:9"
+    closed = tmp_path / "kubeconfig"
+    closed.write_text(yaml.safe_dump(config))
+    k8s.load_config(str(closed))
+    try:
+        with pytest.raises(RetryableError) as caught:
+            k8s.Cluster().get_environment("default", "dev")
+    finally:
+        k8s.load_config(str(kube.kubeconfig))
+    assert caught.value.reason is Reason.KUBERNETES_API_ERROR
+    assert "API server unreachable" in caught.value.message

@@ -10,6 +10,7 @@ import pytest
 from promotion_operator import REQUESTED_BY_ANNOTATION
 from promotion_operator.domain.errors import PermanentError, Reason
 from promotion_operator.domain.models import EnvironmentStatus, HealthStatus, Phase
+from promotion_operator.domain.seal import healthy_since_seal
 from promotion_operator.health import Observation
 from promotion_operator.lifecycle.config import OperatorConfig
 from promotion_operator.lifecycle.newest import request_time
@@ -202,29 +203,58 @@ def test_requested_by_manager_without_a_name_is_unknown() -> None:
 # -- healthy_since / healthy_for -------------------------------------------------------
 
 SINCE = "2025-01-01T11:00:00Z"
+KEY = b"k" * 32
+UID = "6b1f0c9e-env-uid"
 
 
 def _healthy(tag: str | None) -> Observation:
     return Observation(HealthStatus.HEALTHY, {"app": tag, "worker": tag})
 
 
+def _environment(status: EnvironmentStatus) -> Environment:
+    return Environment.parse(
+        {
+            "metadata": {"namespace": "shop", "name": "staging", "generation": 1, "uid": UID},
+            "spec": {
+                "git": {"url": "https://git.example.com/shop/deploy.git"},
+                "overlay": {"path": "k8s/overlays/staging"},
+                "images": [{"name": "app"}, {"name": "worker"}],
+            },
+            "status": status.model_dump(by_alias=True, exclude_none=True, mode="json"),
+        }
+    )
+
+
 def _previous(
     health: HealthStatus | None = HealthStatus.HEALTHY,
     live: str | None = "v1",
     since: str | None = SINCE,
-) -> EnvironmentStatus:
-    return EnvironmentStatus(health=health, live_version=live, healthy_since=since)
+    *,
+    seal: str | bool | None = True,
+) -> Environment:
+    """The Environment as last written; `seal=True` seals it with the operator's key."""
+    if seal is True:
+        sealed = (
+            live
+            and since
+            and healthy_since_seal(KEY, uid=UID, live_version=live, healthy_since=since)
+        )
+        seal = sealed or None
+    status = EnvironmentStatus(
+        health=health, live_version=live, healthy_since=since, healthy_since_seal=seal or None
+    )
+    return _environment(status)
 
 
 def test_healthy_since_kept_while_the_same_version_stays_healthy() -> None:
-    assert healthy_since(_previous(), _healthy("v1"), NOW) == SINCE
+    assert healthy_since(_previous(), _healthy("v1"), NOW, KEY) == SINCE
 
 
 def test_healthy_since_from_a_status_read_off_the_wire() -> None:
-    wire = EnvironmentStatus.model_validate(
-        {"health": "Healthy", "liveVersion": "v1", "healthySince": SINCE}
-    )
-    assert healthy_since(wire, _healthy("v1"), NOW) == SINCE
+    seal = healthy_since_seal(KEY, uid=UID, live_version="v1", healthy_since=SINCE)
+    wire = {"health": "Healthy", "liveVersion": "v1", "healthySince": SINCE}
+    env = _environment(EnvironmentStatus.model_validate({**wire, "healthySinceSeal": seal}))
+    assert healthy_since(env, _healthy("v1"), NOW, KEY) == SINCE
 
 
 @pytest.mark.parametrize(
@@ -237,8 +267,32 @@ def test_healthy_since_from_a_status_read_off_the_wire() -> None:
         _previous(health=None, live=None, since=None),  # first look
     ],
 )
-def test_healthy_since_starts_a_new_run(previous: EnvironmentStatus) -> None:
-    assert healthy_since(previous, _healthy("v1"), NOW) == "2025-01-01T12:00:00Z"
+def test_healthy_since_starts_a_new_run(previous: Environment) -> None:
+    assert healthy_since(previous, _healthy("v1"), NOW, KEY) == "2025-01-01T12:00:00Z"
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        _previous(seal=None),  # a tenant wrote healthySince, no seal
+        _previous(seal="v1:" + "0" * 64),  # a made-up seal
+        _previous(
+            seal=healthy_since_seal(b"x" * 32, uid=UID, live_version="v1", healthy_since=SINCE)
+        ),
+        _previous(
+            seal=healthy_since_seal(KEY, uid="other-env", live_version="v1", healthy_since=SINCE)
+        ),  # a real seal copied from another Environment
+        _previous(
+            seal=healthy_since_seal(
+                KEY, uid=UID, live_version="v1", healthy_since="2025-01-01T11:30:00Z"
+            )
+        ),  # a real seal of a later start, with an earlier healthySince pasted beside it
+    ],
+    ids=["unsealed", "made-up", "other-key", "other-environment", "other-start"],
+)
+def test_a_forged_healthy_since_restarts_the_soak_clock(forged: Environment) -> None:
+    assert healthy_since(forged, _healthy("v1"), NOW, KEY) == "2025-01-01T12:00:00Z"
+    assert healthy_for(forged, _healthy("v1"), NOW, KEY) == dt.timedelta(0)
 
 
 @pytest.mark.parametrize(
@@ -253,32 +307,17 @@ def test_healthy_since_starts_a_new_run(previous: EnvironmentStatus) -> None:
     ],
 )
 def test_healthy_since_is_none_when_not_healthy_on_one_version(observation: Observation) -> None:
-    assert healthy_since(_previous(), observation, NOW) is None
-
-
-def _environment(status: EnvironmentStatus) -> Environment:
-    return Environment.parse(
-        {
-            "metadata": {"namespace": "shop", "name": "staging", "generation": 1},
-            "spec": {
-                "git": {"url": "https://git.example.com/shop/deploy.git"},
-                "overlay": {"path": "k8s/overlays/staging"},
-                "images": [{"name": "app"}, {"name": "worker"}],
-            },
-            "status": status.model_dump(by_alias=True, exclude_none=True, mode="json"),
-        }
-    )
+    assert healthy_since(_previous(), observation, NOW, KEY) is None
 
 
 def test_healthy_for_counts_from_the_start_of_the_run() -> None:
-    env = _environment(_previous())
-    assert healthy_for(env, _healthy("v1"), NOW) == dt.timedelta(hours=1)
+    assert healthy_for(_previous(), _healthy("v1"), NOW, KEY) == dt.timedelta(hours=1)
 
 
 def test_healthy_for_is_zero_for_a_new_version_or_when_unhealthy() -> None:
-    env = _environment(_previous())
-    assert healthy_for(env, _healthy("v2"), NOW) == dt.timedelta(0)
-    assert healthy_for(env, Observation(HealthStatus.DEGRADED, {"app": "v1"}), NOW) == (
+    env = _previous()
+    assert healthy_for(env, _healthy("v2"), NOW, KEY) == dt.timedelta(0)
+    assert healthy_for(env, Observation(HealthStatus.DEGRADED, {"app": "v1"}), NOW, KEY) == (
         dt.timedelta(0)
     )
 

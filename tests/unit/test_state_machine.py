@@ -20,6 +20,7 @@ from promotion_operator.domain.gitfailures import GitAuthError, GitUnreachableEr
 from promotion_operator.domain.gitrules import trailer_block
 from promotion_operator.domain.models import Phase
 from promotion_operator.domain.planning import commit_message
+from promotion_operator.domain.seal import healthy_since_seal
 from promotion_operator.domain.times import precise_timestamp, timestamp
 from promotion_operator.k8s import Object
 from promotion_operator.lifecycle.config import OperatorConfig
@@ -293,10 +294,15 @@ def _soaked_upstream(world: World) -> None:
     with_upstream(world, dev_runs(NEW))
     world.cluster.environments[(NS, "prod")]["spec"]["soak"] = "10m"
     dev = world.cluster.environments[(NS, "dev")]
+    since = timestamp(T0 - dt.timedelta(minutes=4))
     dev["status"] = {
         "health": "Healthy",
         "liveVersion": NEW,
-        "healthySince": timestamp(T0 - dt.timedelta(minutes=4)),
+        "healthySince": since,
+        # as the operator's refresh writes it: sealed with its key
+        "healthySinceSeal": healthy_since_seal(
+            world.config.status_key, uid="", live_version=NEW, healthy_since=since
+        ),
     }
 
 
@@ -955,7 +961,10 @@ def test_the_soak_wait_is_shortened_to_what_remains() -> None:
     world = World()
     _soaked_upstream(world)
     world.config = OperatorConfig(
-        backoff_initial=600.0, backoff_max=600.0, health_namespaces=frozenset({"argocd"})
+        backoff_initial=600.0,
+        backoff_max=600.0,
+        health_namespaces=frozenset({"argocd"}),
+        status_key=world.config.status_key,
     )
     world.add(promotion())
 
@@ -963,6 +972,30 @@ def test_the_soak_wait_is_shortened_to_what_remains() -> None:
 
     # 4 of 10 minutes were soaked at the first look: the next look is 6 minutes later
     assert world.delays == [360.0]
+
+
+def test_a_forged_healthy_since_does_not_shorten_the_soak() -> None:
+    world = World()
+    _soaked_upstream(world)
+    dev = world.cluster.environments[(NS, "dev")]
+    # a tenant's status patch: an hour-old start, keeping the operator's seal of the real one
+    dev["status"]["healthySince"] = timestamp(T0 - dt.timedelta(hours=1))
+    world.config = OperatorConfig(
+        backoff_initial=600.0,
+        backoff_max=600.0,
+        health_namespaces=frozenset({"argocd"}),
+        status_key=world.config.status_key,
+    )
+    world.add(promotion())
+
+    final = world.drive()
+
+    # the forged hour never counts: the whole 10 minutes remain at every look (no refresh
+    # runs here to seal a new start), so it waits out its 30m timeout and pushes nothing
+    assert world.delays == [600.0, 600.0, 600.0]
+    assert final["status"]["phase"] == Phase.FAILED
+    assert "healthily for 0s of the 10m soak" in final["status"]["message"]
+    assert world.new_commits == 0
 
 
 def test_a_timeout_ends_the_wait_exactly_at_the_deadline() -> None:

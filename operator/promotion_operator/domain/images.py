@@ -8,7 +8,6 @@ and one meaning of "the version an overlay (or a live environment) pins".
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -73,6 +72,8 @@ def parse_dockerconfigjson(data: bytes | str) -> dict[str, RegistryCredentials]:
             raise _secret_invalid("its .dockerconfigjson is not UTF-8 text") from None
     try:
         document: Any = json.loads(data)
+    except RecursionError:  # json recurses per nesting level; a Secret may be 1 MiB
+        raise _secret_invalid("its .dockerconfigjson is nested too deeply") from None
     except json.JSONDecodeError as error:
         # error.msg and the position only: the exception's str could quote nothing
         # secret, but keep the habit of never echoing the document.
@@ -88,9 +89,15 @@ def parse_dockerconfigjson(data: bytes | str) -> dict[str, RegistryCredentials]:
         )
     credentials: dict[str, RegistryCredentials] = {}
     for key, entry in document["auths"].items():
-        host = normalise_registry_host(str(key))
+        try:
+            host = normalise_registry_host(str(key))
+        except ValueError:  # urlsplit refuses e.g. "http://[" (an unclosed IPv6 bracket)
+            host = ""
         if not host:
-            raise _secret_invalid(f'its .dockerconfigjson has an "auths" key {key!r} with no host')
+            raise _secret_invalid(
+                f'its .dockerconfigjson has an "auths" key {key!r} with no host '
+                "(write it as host[:port])"
+            )
         credentials.setdefault(host, _parse_auth_entry(host, entry))
     return credentials
 
@@ -106,7 +113,7 @@ def _parse_auth_entry(host: str, entry: object) -> RegistryCredentials:
     if isinstance(auth, str) and auth:
         try:
             decoded = base64.b64decode(auth, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError):  # binascii.Error; non-ASCII text
             raise _secret_invalid(f'{where} has an "auth" value that is not base64') from None
         username, sep, password = decoded.partition(":")
         if not sep or not username or not password:

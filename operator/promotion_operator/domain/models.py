@@ -444,6 +444,12 @@ class EnvironmentStatus(Model):
     live_version: str | None = Field(default=None, description="What is running.")
     health: HealthStatus | None = None
     healthy_since: str | None = None
+    healthy_since_seal: str | None = Field(
+        default=None,
+        description="The operator's HMAC over (Environment UID, liveVersion, healthySince). "
+        "A healthySince without a valid seal (written by someone else) is not trusted: the "
+        "soak clock restarts at the operator's next look.",
+    )
     observed_generation: int | None = None
     message: str | None = None
     conditions: list[Condition] | None = Field(default=None, json_schema_extra=_CONDITIONS_LIST)

@@ -14,6 +14,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from promotion_operator.domain.gitrules import (
     validate_git_url,
 )
 from promotion_operator.domain.rollback import PromotionCommit, parse_promotion_commit
+from promotion_operator.gitops.cache import shared_use, touch, use_lock_path
 from promotion_operator.gitops.credentials import GitAuth, HTTPSAuth, secrets_of
 from promotion_operator.gitops.locks import repository_lock
 from promotion_operator.gitops.runner import DEFAULT_AUTHOR, GitRunner, Result
@@ -42,6 +44,8 @@ Edit = Callable[[Reader], Mapping[str, str] | None]
 SNAPSHOT_REF = "refs/promotion-operator/snapshot"
 # A lockless fetch must not start maintenance that a promotion's git could trip over.
 _QUIET_FETCH = ("gc.auto=0", "maintenance.auto=false", "fetch.writeCommitGraph=false")
+# In a shallow clone's .git: the time (epoch seconds) after which it holds every commit.
+_SHALLOW_SINCE = "promotion-operator-shallow-since"
 # Record separators for `git log` output that no commit message can contain.
 _FIELD = "\x1f"
 _RECORD = "\x1e"
@@ -88,6 +92,7 @@ class GitRepository:
         timeout: float = 60,
         ca_bundle: Path | None = None,
         secrets_dir: Path | None = None,
+        history: dt.timedelta | None = None,
     ) -> None:
         """Validate the remote and credentials; touches neither the network nor the disk.
 
@@ -95,7 +100,10 @@ class GitRepository:
         `http://` remotes (loopback servers in tests and demos). `ca_bundle` adds a CA
         certificate file trusted for https remotes (a private or self-signed server).
         `secrets_dir` is where the SSH key and known_hosts are written for the length of
-        one network call (default: the system temporary folder).
+        one network call (default: the system temporary folder). `history` bounds what a
+        clone holds to the commits of that long ago (a shallow clone); `find_commit`
+        deepens it when asked to look further back, so the crash-safety lookup always
+        sees every commit since the Promotion's creation. None keeps the full history.
         """
         validate_git_url(url, allow_file=allow_file)
         validate_branch(branch)
@@ -120,6 +128,8 @@ class GitRepository:
         key = hashlib.sha256(f"{url}\n{branch}".encode()).hexdigest()[:24]
         self._clone_dir = cache_dir / key
         self._lock_path = cache_dir / f"{key}.lock"
+        self._use_path = use_lock_path(self._lock_path)
+        self._history = history
         self._remote_ref = f"refs/remotes/origin/{branch}"
         self._secrets = secrets_of(auth)
 
@@ -140,6 +150,7 @@ class GitRepository:
         Re-entrant in the holding thread, so `with repo.lock(): repo.sync(); ...` works.
         """
         with repository_lock(self.url, self.branch, self._lock_path):
+            touch(self._lock_path)  # the cache eviction's "last used"
             yield
 
     def sync(self) -> str:
@@ -200,6 +211,7 @@ class GitRepository:
         with self.lock():
             if refresh or not self._has_clone():
                 self._fetch_or_clone()
+            self._deepen_to(since)
             out = self._git_raw(*args, self._remote_ref, "--")
         for record in out.split(_RECORD):
             sha, _, message = record.strip("\n").partition(_FIELD)
@@ -357,20 +369,22 @@ class GitRepository:
         concurrent fetches into different refs safe; this one writes no FETCH_HEAD and
         starts no maintenance.
         """
-        if not self._has_clone():
-            with self.lock():
-                if not self._has_clone():
-                    self._fetch_or_clone()
         refspec = f"+refs/heads/{self.branch}:{SNAPSHOT_REF}"
-        result = self._runner.run(
-            ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "origin", refspec],
-            cwd=self._clone_dir,
-            network=True,
-            config=_QUIET_FETCH,
-        )
-        if not result.ok:
-            raise self._error("git fetch from", result)
-        return self._git("rev-parse", "--verify", f"{SNAPSHOT_REF}^{{commit}}")
+        with shared_use(self._use_path):  # the cache eviction leaves the clone alone
+            if not self._has_clone():
+                with self.lock():
+                    if not self._has_clone():
+                        self._fetch_or_clone()
+            touch(self._lock_path)
+            result = self._runner.run(
+                ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "origin", refspec],
+                cwd=self._clone_dir,
+                network=True,
+                config=_QUIET_FETCH,
+            )
+            if not result.ok:
+                raise self._error("git fetch from", result)
+            return self._git("rev-parse", "--verify", f"{SNAPSHOT_REF}^{{commit}}")
 
     def read_many(self, commit: str, paths: Sequence[str]) -> dict[str, str | None]:
         """Files at a commit, all in one git process; None for a path that is no file.
@@ -383,7 +397,8 @@ class GitRepository:
         if not paths:
             return {}
         request = "".join(f"{commit}:{relative}\n" for relative in paths).encode()
-        result = self._run(["cat-file", "--batch"], stdin=request)
+        with shared_use(self._use_path):
+            result = self._run(["cat-file", "--batch"], stdin=request)
         if not result.ok:
             raise self._error("git cat-file in the clone of", result)
         found: dict[str, str | None] = {}
@@ -446,21 +461,57 @@ class GitRepository:
             tempfile.mkdtemp(prefix=f"{self._clone_dir.name}.partial-", dir=self._cache_dir)
         )
         try:
-            self._network(
-                "clone",
-                "--quiet",
-                "--no-tags",
-                "--single-branch",
-                f"--branch={self.branch}",
-                "--",
-                self.url,
-                str(scratch),
-                cwd=self._cache_dir,
-            )
+            self._clone_into(scratch)
             scratch.rename(self._clone_dir)
         finally:
             if scratch.exists():
                 shutil.rmtree(scratch, ignore_errors=True)
+
+    def _clone_into(self, scratch: Path) -> None:
+        clone = ["clone", "--quiet", "--no-tags", "--single-branch", f"--branch={self.branch}"]
+        if self._history is None:
+            self._network(*clone, "--", self.url, str(scratch), cwd=self._cache_dir)
+            return
+        since = int(time.time() - self._history.total_seconds())
+        result = self._runner.run(
+            [*clone, f"--shallow-since={since}", "--", self.url, str(scratch)],
+            cwd=self._cache_dir,
+            network=True,
+        )
+        if not result.ok and "no commits selected" in result.output:
+            # a quiet branch: nothing newer than the bound, so its tip is all we need
+            shutil.rmtree(scratch, ignore_errors=True)
+            scratch.mkdir(mode=0o700)
+            self._network(*clone, "--depth=1", "--", self.url, str(scratch), cwd=self._cache_dir)
+        elif not result.ok:
+            raise self._error("git clone from", result)
+        (scratch / ".git" / _SHALLOW_SINCE).write_text(f"{since}\n")
+
+    def _deepen_to(self, since: dt.datetime | None) -> None:
+        """Make a shallow clone hold every commit made after `since` (all, for None)."""
+        marker = self._clone_dir / ".git" / _SHALLOW_SINCE
+        if not (self._clone_dir / ".git" / "shallow").is_file():
+            return
+        try:
+            bound: int | None = int(marker.read_text())
+        except (FileNotFoundError, ValueError):
+            bound = None  # unknown: trust nothing
+        wanted = None if since is None else int(since.timestamp())
+        if bound is not None and wanted is not None and wanted >= bound:
+            return
+        refspec = f"+refs/heads/{self.branch}:{self._remote_ref}"
+        if wanted is None:
+            self._network("fetch", "--quiet", "--no-tags", "--unshallow", "origin", refspec)
+            marker.unlink(missing_ok=True)
+            return
+        result = self._runner.run(
+            ["fetch", "--quiet", "--no-tags", f"--shallow-since={wanted}", "origin", refspec],
+            cwd=self._clone_dir,
+            network=True,
+        )
+        if not result.ok and "no commits selected" not in result.output:
+            raise self._error("git fetch from", result)
+        marker.write_text(f"{wanted}\n")
 
     def _push(self) -> bool:
         """Push HEAD to the branch: True when accepted, False on a non-fast-forward."""

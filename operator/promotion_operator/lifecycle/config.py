@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,3 +36,13 @@ class OperatorConfig:
     notify_secret: str | None = None
     notify_format: NotificationFormat = NotificationFormat.JSON
     notify_diff_url: str | None = None
+    # The clone cache: history kept by a clone (a shallow clone; deepened on demand by the
+    # crash-safety lookup; None keeps all), and eviction of clones unused for
+    # `cache_idle` seconds or beyond `cache_budget` bytes, looked at every `cache_sweep` s.
+    clone_history: dt.timedelta | None = dt.timedelta(days=14)
+    cache_idle: float = 3600.0
+    cache_budget: int = 1536 << 20
+    cache_sweep: float = 300.0
+    # The key of the operator's seal on Environment status (domain/seal.py). The cli loads
+    # it from a Secret in the operator's namespace; without one, a key for this process.
+    status_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)

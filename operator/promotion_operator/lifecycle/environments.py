@@ -22,11 +22,12 @@ from promotion_operator.domain.images import pinned_version
 from promotion_operator.domain.models import EnvironmentStatus, HealthStatus, dump, status_patch
 from promotion_operator.domain.overlay import read_image_tags
 from promotion_operator.domain.times import now, timestamp
+from promotion_operator.gitops import cache
 from promotion_operator.health import Observation
 from promotion_operator.k8s import Object
 from promotion_operator.lifecycle.config import OperatorConfig
 from promotion_operator.lifecycle.objects import Environment
-from promotion_operator.lifecycle.observe import healthy_since, observe
+from promotion_operator.lifecycle.observe import healthy_since, observe, seal_of
 from promotion_operator.lifecycle.ports import Ports, open_repository
 from promotion_operator.metrics import REFRESH_SECONDS
 
@@ -119,9 +120,10 @@ def refresh_status(
     except PromotionError as error:
         observation = Observation(HealthStatus.UNKNOWN, message=error.message)
         git_problem = git_problem or error
-    status.healthy_since = healthy_since(env.status, observation, moment)
+    status.healthy_since = healthy_since(env, observation, moment, config.status_key)
     status.health = observation.health
     status.live_version = observation.live_version
+    status.healthy_since_seal = seal_of(env, status, config.status_key)
     status.conditions = set_condition(
         status.conditions,
         type_=ConditionType.READY,
@@ -204,6 +206,9 @@ async def _round(
         async with limit:
             try:
                 return await asyncio.to_thread(call)
+            except PromotionError as error:  # sorted (the API server away): one line
+                log.warning("refreshing %s failed: %s", what, error.message)
+                return None
             except Exception:  # a bad look is reported next time; the loop must go on
                 log.exception("refreshing %s failed", what)
                 return None
@@ -233,3 +238,21 @@ async def _round(
             for env in envs
         )
     )
+
+
+def sweep_clone_cache(config: OperatorConfig) -> None:
+    """Evict cached clones unused for `cache_idle` or beyond `cache_budget` (never one in
+    use); a failure is logged and the next sweep tries again."""
+    try:
+        swept = cache.evict(
+            config.cache_dir / "git", idle=config.cache_idle, budget=config.cache_budget
+        )
+    except OSError:
+        log.exception("sweeping the clone cache failed")
+        return
+    if swept.evicted:
+        log.info(
+            "clone cache: evicted %d clones, %d MiB kept",
+            len(swept.evicted),
+            swept.kept_bytes >> 20,
+        )

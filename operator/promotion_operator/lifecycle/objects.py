@@ -40,6 +40,11 @@ class Environment:
         return cls(meta["namespace"], meta["name"], meta.get("generation", 1), spec, status, obj)
 
     @property
+    def uid(self) -> str:
+        """The UID the API server gave the object (empty in objects not yet stored)."""
+        return str(self.raw["metadata"].get("uid") or "")
+
+    @property
     def overlay_file(self) -> str:
         """The repository-relative path of the overlay's kustomization.yaml."""
         return self.spec.overlay.path.rstrip("/") + "/kustomization.yaml"

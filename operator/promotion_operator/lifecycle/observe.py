@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from promotion_operator.domain.errors import PermanentError, Reason
 from promotion_operator.domain.models import EnvironmentStatus, HealthStatus
 from promotion_operator.domain.patterns import version_matches
+from promotion_operator.domain.seal import healthy_since_seal, is_sealed
 from promotion_operator.domain.times import parse_time, timestamp
 from promotion_operator.health import (
     Observation,
@@ -103,23 +104,55 @@ def _allowed(config: OperatorConfig, env: Environment, field: str, namespace: st
     )
 
 
+def trusted_healthy_since(env: Environment, key: bytes) -> str | None:
+    """The stored `healthySince`, when the operator's seal says it wrote it; else None.
+
+    Tenants may patch status; an unsealed or re-sealed value starts the soak clock anew.
+    """
+    status = env.status
+    sealed = is_sealed(
+        key,
+        status.healthy_since_seal,
+        uid=env.uid,
+        live_version=status.live_version,
+        healthy_since=status.healthy_since,
+    )
+    return status.healthy_since if sealed else None
+
+
 def healthy_since(
-    previous: EnvironmentStatus, observation: Observation, moment: dt.datetime
+    env: Environment, observation: Observation, moment: dt.datetime, key: bytes
 ) -> str | None:
-    """Keep the start of the current healthy run of the same version; reset otherwise."""
+    """Keep the start of the current healthy run of the same version; reset otherwise.
+
+    Only a run the operator sealed is kept, so a forged `healthySince` cannot shorten a soak.
+    """
     if observation.health != HealthStatus.HEALTHY or observation.live_version is None:
         return None
+    previous = env.status
+    since = trusted_healthy_since(env, key)
     same_run = (
         previous.health == HealthStatus.HEALTHY
         and previous.live_version == observation.live_version
-        and previous.healthy_since is not None
+        and since is not None
     )
-    return previous.healthy_since if same_run else timestamp(moment)
+    return since if same_run else timestamp(moment)
 
 
-def healthy_for(env: Environment, observation: Observation, moment: dt.datetime) -> dt.timedelta:
+def seal_of(env: Environment, status: EnvironmentStatus, key: bytes) -> str | None:
+    """The seal to write beside `status.healthySince` (None when there is no run)."""
+    if status.live_version is None or status.healthy_since is None:
+        return None
+    return healthy_since_seal(
+        key, uid=env.uid, live_version=status.live_version, healthy_since=status.healthy_since
+    )
+
+
+def healthy_for(
+    env: Environment, observation: Observation, moment: dt.datetime, key: bytes
+) -> dt.timedelta:
     """How long the environment has run what it runs now, healthily (zero if just seen)."""
-    since = healthy_since(env.status, observation, moment)
+    since = healthy_since(env, observation, moment, key)
     if since is None:
         return dt.timedelta(0)
     return moment - parse_time(since)

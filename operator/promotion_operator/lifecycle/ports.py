@@ -142,6 +142,7 @@ def live_ports(config: OperatorConfig, cluster: ClusterAPI) -> Ports:
             auth=auth,
             allow_file=config.allow_file_urls,
             timeout=config.git_timeout,
+            history=config.clone_history,
         )
 
     return Ports(

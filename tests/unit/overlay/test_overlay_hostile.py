@@ -6,10 +6,8 @@ never exponential work, never an exception the lifecycle does not know.
 
 from __future__ import annotations
 
-import os
-
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from promotion_operator.domain.errors import PermanentError, PromotionError, Reason
@@ -19,6 +17,7 @@ from promotion_operator.domain.overlay import (
     read_image_tags,
     set_image_tags,
 )
+from support.fuzz import fuzz
 
 APP = "registry.example.com/team/app"
 VALID = f"""apiVersion: kustomize.config.k8s.io/v1beta1
@@ -114,7 +113,6 @@ def test_redefined_anchor_is_allowed_as_in_yaml() -> None:
 
 # -- fuzzing ---------------------------------------------------------------------------
 
-EXAMPLES = int(os.environ.get("OVERLAY_FUZZ_EXAMPLES", "800"))
 YAML_BITS = st.sampled_from(
     [
         "\n", "\r\n", " ", "  ", "\t", "-", "- ", ":", ": ", "?", "? ", ",", "[", "]", "{", "}",
@@ -165,22 +163,14 @@ def edit_or_promotion_error(text: str, tags: dict[str, str], add_missing: bool) 
 
 
 @pytest.mark.fuzz
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+@fuzz
 @given(mutated_overlays(), TAGS, st.booleans())
 def test_fuzz_mutated_overlays(text: str, tags: dict[str, str], add_missing: bool) -> None:
     edit_or_promotion_error(text, tags, add_missing)
 
 
 @pytest.mark.fuzz
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+@fuzz
 @given(st.lists(YAML_BITS, max_size=80).map("".join), TAGS, st.booleans())
 def test_fuzz_yaml_soup(text: str, tags: dict[str, str], add_missing: bool) -> None:
     edit_or_promotion_error(text, tags, add_missing)

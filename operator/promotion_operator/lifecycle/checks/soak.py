@@ -24,7 +24,7 @@ class Soak(UpstreamCheck):
         soak = ctx.env.spec.soak or "0s"
         needed = parse_duration(soak)
         upstream = ctx.upstream
-        ran = healthy_for(upstream.env, upstream.observation, ctx.moment)
+        ran = healthy_for(upstream.env, upstream.observation, ctx.moment, ctx.config.status_key)
         if ran >= needed:
             return [Outcome.passed(name, f"healthy for {int(ran.total_seconds())}s")]
         soaking = RetryableError(
