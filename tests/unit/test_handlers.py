@@ -30,7 +30,13 @@ def test_a_failed_status_write_is_retried_soon_not_after_kopfs_60_s(
 
     handler: Any = handlers.promotion_changed  # kopf types it as needing every kwarg
     with pytest.raises(kopf.TemporaryError) as caught:
-        handler(body=kopf.Body({"metadata": {}}), retry=0, memo=kopf.Memo(config=config))
+        handler(
+            body=kopf.Body({"metadata": {}}),
+            retry=0,
+            memo=kopf.Memo(config=config),
+            namespace="ns",
+            name="p",
+        )
 
     assert caught.value.delay == 2.0
     assert "API server unreachable" in str(caught.value)
