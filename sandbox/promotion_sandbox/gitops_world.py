@@ -332,11 +332,15 @@ class ArgoCDWorld(procs.Service):
         self.refresh(self.application_name("dev"))
         return commit
 
-    def environment_objects(self, namespace: str) -> list[dict[str, Any]]:
-        """The World's registry Secret and its dev and prod Environments in `namespace`,
-        each with `health.argocd` on its real Application (the operator then needs
-        `--health-namespace` for this world's namespace)."""
-        objects = [o for o in self.world.objects(namespace) if o["kind"] != "Application"]
+    def environment_objects(
+        self, namespace: str, *, soak: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The World's registry Secret and its dev and prod Environments in `namespace`
+        (prod with `soak`), each with `health.argocd` on its real Application (the
+        operator then needs `--health-namespace` for this world's namespace)."""
+        objects = [
+            o for o in self.world.objects(namespace, soak=soak) if o["kind"] != "Application"
+        ]
         for obj in objects:
             if obj["kind"] == "Environment":
                 name = obj["metadata"]["name"]
