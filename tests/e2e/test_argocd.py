@@ -378,13 +378,12 @@ def test_an_application_with_several_sources(scene: Scene) -> None:
 
 def test_promotions_kept_in_git_and_synced_by_argocd(scene: Scene) -> None:
     kube, argocd, ns, world = scene.kube, scene.argocd, scene.namespace, scene.world
-    # the Promotions Application as docs/gitops.md writes it, its ignoreDifferences included
-    app = synced_application("tvhub-promotions", argocd.namespace, argocd.repo_url, "promotions")
+    # the Promotions Application exactly as docs/gitops.md gives it (ignoreDifferences
+    # included), on this world's repository and namespace
+    app = gitops_doc(scene.docs_root, "ignoreDifferences:")
+    assert app["metadata"]["name"] == "tvhub-promotions"
+    app["spec"]["source"]["repoURL"] = argocd.repo_url
     app["spec"]["destination"]["namespace"] = ns
-    app["spec"]["syncPolicy"].pop("syncOptions")
-    app["spec"]["ignoreDifferences"] = gitops_doc(scene.docs_root, "ignoreDifferences:")["spec"][
-        "ignoreDifferences"
-    ]
     argocd.add_application(app)
 
     def promotions_app(health: str, revision: str) -> dict[str, Any] | None:
