@@ -24,7 +24,6 @@ import pytest
 import yaml
 
 from promotion_sandbox.gitops_world import (
-    DEV_OVERLAY,
     ArgoCDWorld,
     at_revision,
     control_plane_pki,
@@ -49,6 +48,7 @@ HALF_RELEASED = "v20250909-d00dfee"
 STUCK = "v20250910-5eed001"
 BROKEN = "v20250911-bad5eed"
 RECOVERED = "v20250912-a11a11a"
+MULTI = "v20250913-5005ce5"
 FROM_GIT = "v20250915-9170bbb"
 HEALTH_KEY = "resource.customizations.health.promotion.gitops.dev_Promotion"
 # a rollout that never becomes available: the new pods fit no node
@@ -334,9 +334,8 @@ def test_dev_mid_rollout_or_after_a_failed_sync_blocks_the_promotion(scene: Scen
 
 def test_an_application_with_several_sources(scene: Scene) -> None:
     kube, argocd, ns, world = scene.kube, scene.argocd, scene.namespace, scene.world
-    dev_version = re.findall(r"newTag: (\S+)", world.remote_file(DEV_OVERLAY))[0]
     # dev's overlay plus a folder of its own, from one repository; a prod overlay to promote
-    head = commit_files(
+    commit_files(
         world.repo,
         {
             "k8s/extras/kustomization.yaml": "resources:\n  - settings.yaml\n",
@@ -346,11 +345,12 @@ def test_an_application_with_several_sources(scene: Scene) -> None:
         },
         message="a second source for dev, a prod overlay for it",
     )
+    head = release_cleanly(scene, MULTI)
     app = synced_application("tvhub-multi", argocd.namespace, argocd.repo_url, "k8s/overlays/dev")
     source = app["spec"].pop("source")
     app["spec"]["sources"] = [source, {**source, "path": "k8s/extras"}]
     argocd.add_application(app)
-    argocd.wait_runs("tvhub-multi", head, dict.fromkeys(world.images(), dev_version))
+    argocd.wait_runs("tvhub-multi", head, dict.fromkeys(world.images(), MULTI))
     status = argocd.application("tvhub-multi")["status"]
     assert status["sync"]["revisions"] == [head, head]
     assert "revision" not in status["sync"]
@@ -368,12 +368,12 @@ def test_an_application_with_several_sources(scene: Scene) -> None:
             ns, "multi-prod", common, overlay="k8s/overlays/multi-prod", upstream="multi-dev"
         ),
     )
-    kube.apply(promotion(ns, "multi", dev_version, environment="multi-prod"))
+    kube.apply(promotion(ns, "multi", MULTI, environment="multi-prod"))
     done = wait_phase(kube, scene.operator, ns, "multi", "Succeeded", timeout=90)
     checks = {c["name"]: c["status"] for c in done["checks"]}
     assert checks["UpstreamHealthy"] == checks["UpstreamVersion"] == "Passed"
     overlay = world.remote_file("k8s/overlays/multi-prod/kustomization.yaml")
-    assert overlay.count(f"newTag: {dev_version}") == 2
+    assert overlay.count(f"newTag: {MULTI}") == 2
 
 
 def test_promotions_kept_in_git_and_synced_by_argocd(scene: Scene) -> None:
@@ -415,8 +415,15 @@ def test_promotions_kept_in_git_and_synced_by_argocd(scene: Scene) -> None:
     )
     [resource] = waiting["status"]["resources"]
     assert (resource["kind"], resource["health"]["status"]) == ("Promotion", "Progressing")
-    verifying = wait_phase(kube, scene.operator, ns, "tvhub-prod", "Verifying", timeout=90)
-    assert "does not run" in verifying["message"]
+    wait_for(
+        "the synced Promotion waiting for dev to run the version",
+        lambda: (
+            (s := kube.get("promotion", "tvhub-prod", ns).get("status") or {}).get("phase")
+            == "Verifying"
+            and f"does not run {FROM_GIT}" in s.get("message", "")
+        ),
+        logs=scene.logs,
+    )
 
     # 2. dev runs it: the operator promotes; Argo CD's health check reports Healthy
     released = release_cleanly(scene, FROM_GIT)
