@@ -296,7 +296,7 @@ def test_dev_mid_rollout_or_after_a_failed_sync_blocks_the_promotion(scene: Scen
             logs=scene.logs,
         )
         assert f"{images[0]}:{STUCK}" in app["status"]["summary"]["images"]
-        kube.apply(promotion(ns, "stuck", STUCK, timeout="8s"))
+        kube.apply(promotion(ns, "stuck", STUCK, timeout="5s"))
         failed = wait_phase(kube, scene.operator, ns, "stuck", "Failed", timeout=90)
         assert conditions(failed)["Ready"] == ("False", "UpstreamNotHealthy")
         assert "upstream tvhub-dev is Progressing" in failed["message"], failed["message"]
@@ -318,7 +318,7 @@ def test_dev_mid_rollout_or_after_a_failed_sync_blocks_the_promotion(scene: Scen
             timeout=90,
         )
         assert app["status"]["sync"]["status"] == "OutOfSync"
-        kube.apply(promotion(ns, "broken", BROKEN, timeout="8s"))
+        kube.apply(promotion(ns, "broken", BROKEN, timeout="5s"))
         failed = wait_phase(kube, scene.operator, ns, "broken", "Failed", timeout=90)
         assert conditions(failed)["Ready"] == ("False", "UpstreamNotHealthy")
         assert "upstream tvhub-dev is Degraded" in failed["message"], failed["message"]
@@ -426,7 +426,7 @@ def test_promotions_kept_in_git_and_synced_by_argocd(scene: Scene) -> None:
     )
 
     # 2. dev runs it: the operator promotes; Argo CD's health check reports Healthy
-    released = release_cleanly(scene, FROM_GIT)
+    release_cleanly(scene, FROM_GIT)
     done = wait_phase(kube, scene.operator, ns, "tvhub-prod", "Succeeded", timeout=90)
     assert world.remote_file(PROD_OVERLAY).count(f"newTag: {FROM_GIT}") == 2
     message = world.remote_messages()[0]
@@ -445,10 +445,9 @@ def test_promotions_kept_in_git_and_synced_by_argocd(scene: Scene) -> None:
     assert live["status"]["phase"] == "Succeeded"
     assert [h["revision"] for h in healthy["status"]["history"]] == [merged]
     assert healthy["status"]["resources"][0]["health"]["status"] == "Healthy"
-    assert released != done["commit"]
 
     # 4. a PR changes the version to one dev never ran: a new generation, Degraded on failure
-    changed = long_lived(UNTESTED_VERSION, timeout="8s")
+    changed = long_lived(UNTESTED_VERSION, timeout="5s")
     wait_phase(kube, scene.operator, ns, "tvhub-prod", "Failed", timeout=90)
     degraded = wait_for(
         "the Promotions app Degraded",
