@@ -77,6 +77,12 @@ def _revision(block: Object) -> str | None:
     return str(revision) if revision else None
 
 
+def _retries(operation_state: Object) -> int:
+    """How many times Argo CD has retried the current sync operation."""
+    count = operation_state.get("retryCount")
+    return count if isinstance(count, int) and not isinstance(count, bool) else 0
+
+
 def _synced_past(sync: Object, operation_state: Object) -> bool:
     """Whether the app is compared against a newer commit than its last operation synced: a
     failed sync that a later commit (a revert, say) made moot once the app is Synced."""
@@ -89,7 +95,8 @@ def observe_argocd(application: Object, images: Sequence[str], name: str) -> Obs
     """Read an Argo CD Application as a real Argo CD writes it during and after a sync.
 
     Healthy needs all of: `health.status` Healthy, `sync.status` Synced, and, when there
-    was a sync operation, `operationState.phase` Succeeded. Argo CD shows "Healthy" with a
+    was a sync operation, `operationState.phase` Succeeded. A Failed or Error operation,
+    or one Running a retry after a failed attempt, is Degraded. Argo CD shows "Healthy" with a
     stale health while an operation still runs or just after it succeeded and before the
     new revision is Synced; those are Progressing. The last operation's revision may be
     older than `sync.revision`: a commit that changes nothing this Application renders (a
@@ -105,7 +112,10 @@ def observe_argocd(application: Object, images: Sequence[str], name: str) -> Obs
     tags = tags_of((status.get("summary") or {}).get("images") or [], images)
     operation_state = status.get("operationState") or {}
     operation = operation_state.get("phase")
-    failed = operation in {"Failed", "Error"}
+    # Argo CD retries a failed automated sync (5 times by default, with backoff) and
+    # shows the operation Running meanwhile: a retry means the last attempt failed
+    retrying = operation == "Running" and _retries(operation_state) > 0
+    failed = operation in {"Failed", "Error"} or retrying
     failure_superseded = failed and sync == "Synced" and _synced_past(sync_block, operation_state)
     operation_done = not operation_state or operation == "Succeeded" or failure_superseded
     if health == "Healthy" and sync == "Synced" and operation_done:
@@ -113,6 +123,8 @@ def observe_argocd(application: Object, images: Sequence[str], name: str) -> Obs
     message = f"Argo CD Application {name}: health {health or 'unknown'}, sync {sync or 'unknown'}"
     if operation and operation != "Succeeded" and not failure_superseded:
         message += f", operation {operation}"
+        if retrying:
+            message += f" (retry {_retries(operation_state)} after a failed sync)"
         detail = str(operation_state.get("message") or "")[:MAX_OPERATION_MESSAGE]
         if detail and failed:
             message += f" ({detail})"

@@ -274,6 +274,23 @@ class ArgoCDWorld(procs.Service):
         self._applications.append(app["metadata"]["name"])
         self.kube.apply(app)
 
+    def terminate_operation(self, name: str) -> None:
+        """Stop `name`'s running sync operation (its retries included), as `argocd app
+        terminate-op` does: Argo CD runs a new commit only after that operation ends."""
+        operation = (self.application(name).get("status") or {}).get("operationState") or {}
+        if operation.get("phase") != "Running":
+            return
+        self.kube.kubectl(
+            "patch",
+            APPLICATIONS,
+            name,
+            "-n",
+            self.namespace,
+            "--type=merge",
+            "-p",
+            json.dumps({"status": {"operationState": {"phase": "Terminating"}}}),
+        )
+
     def refresh(self, name: str) -> None:
         """Ask Argo CD to compare `name` with git now, as its git webhook would after a push."""
         self.kube.kubectl(

@@ -301,34 +301,36 @@ def test_dev_mid_rollout_or_after_a_failed_sync_blocks_the_promotion(scene: Scen
         assert conditions(failed)["Ready"] == ("False", "UpstreamNotHealthy")
         assert "upstream tvhub-dev is Progressing" in failed["message"], failed["message"]
 
-        # 2. the next release is refused by the API server: Argo CD's sync Failed while the
-        #    previous objects keep running
+        # 2. the next release is refused by the API server: Argo CD's sync fails and is
+        #    retried (5 times by default, phase Running meanwhile) while the previous
+        #    objects keep running
         broken = argocd.ci_release(BROKEN, patches=INVALID)
         app = wait_for(
-            "dev's sync to fail",
+            "dev's sync to fail and be retried",
             lambda: (
-                (a := argocd.application("tvhub-dev"))["status"]
-                .get("operationState", {})
-                .get("phase")
-                == "Failed"
-                and at_revision(a["status"]["operationState"]["syncResult"], broken)
+                (op := (a := argocd.application("tvhub-dev"))["status"].get("operationState"))
+                and op.get("retryCount", 0) > 0
+                and at_revision(op["operation"]["sync"], broken)
                 and a
             ),
             logs=scene.logs,
             timeout=90,
         )
         assert app["status"]["sync"]["status"] == "OutOfSync"
+        assert "failed to apply" in app["status"]["operationState"]["message"]
         kube.apply(promotion(ns, "broken", BROKEN, timeout="5s"))
         failed = wait_phase(kube, scene.operator, ns, "broken", "Failed", timeout=90)
         assert conditions(failed)["Ready"] == ("False", "UpstreamNotHealthy")
         assert "upstream tvhub-dev is Degraded" in failed["message"], failed["message"]
-        assert "operation Failed" in failed["message"]
+        assert "failed to apply" in failed["message"]
         degraded = scene.environment_status("tvhub-dev")
         assert degraded["health"] == "Degraded"
         assert not {STUCK, BROKEN} & set(
             re.findall(r"newTag: (\S+)", world.remote_file(PROD_OVERLAY))
         )
     finally:
+        # the retries would hold back the next release for minutes
+        argocd.terminate_operation("tvhub-dev")
         release_cleanly(scene, RECOVERED)
 
 

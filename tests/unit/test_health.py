@@ -480,3 +480,17 @@ def test_argocd_failed_sync_message_says_why_bounded() -> None:
     assert observation.health == HealthStatus.DEGRADED
     assert "operation Failed (one or more objects failed to apply" in observation.message
     assert len(observation.message) < 400
+
+
+def test_argocd_sync_retrying_after_a_failure_is_degraded() -> None:
+    # real Argo CD v3 retries a failed automated sync 5 times, phase Running meanwhile
+    app = _application("Healthy", "OutOfSync", [f"{APP}:v1"], "Running")
+    app["status"]["operationState"].update(
+        retryCount=2, message="one or more objects failed to apply. Retrying attempt #2"
+    )
+    observation = observe_argocd(app, [APP], "a")
+    assert observation.health == HealthStatus.DEGRADED
+    assert "operation Running (retry 2 after a failed sync)" in observation.message
+    assert "one or more objects failed to apply" in observation.message
+    app["status"]["operationState"]["retryCount"] = 0
+    assert observe_argocd(app, [APP], "a").health == HealthStatus.PROGRESSING
