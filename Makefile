@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv/bin
 SOURCES := operator sandbox tests bench
 
-.PHONY: setup demo test lint unit integration e2e crds bench clean image
+.PHONY: setup demo test lint unit integration e2e crds bench bench-argocd clean image
 
 setup:
 	@bash hack/setup.sh
@@ -37,6 +37,9 @@ crds: setup
 
 bench: setup
 	$(VENV)/python bench/promotions.py
+
+bench-argocd: setup
+	$(VENV)/python bench/argocd_loop.py
 
 # The operator image. BASE_IMAGE=debian:bookworm-slim (or any Debian bookworm image) where a
 # registry is reachable; otherwise the base is built here from the Debian mirror.

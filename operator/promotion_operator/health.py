@@ -21,6 +21,9 @@ from promotion_operator.fetch import BodyTooLargeError, FetchError, fetch
 MAX_HEALTH_BODY = 64 << 10
 """The most bytes of a health endpoint's body read; a version field needs far fewer."""
 
+MAX_OPERATION_MESSAGE = 300
+"""The most characters of a failed Argo CD sync's message copied into a status message."""
+
 Object = Mapping[str, Any]
 
 
@@ -74,15 +77,33 @@ def _revision(block: Object) -> str | None:
     return str(revision) if revision else None
 
 
+def _retries(operation_state: Object) -> int:
+    """How many times Argo CD has retried the current sync operation."""
+    count = operation_state.get("retryCount")
+    return count if isinstance(count, int) and not isinstance(count, bool) else 0
+
+
+def _synced_past(sync: Object, operation_state: Object) -> bool:
+    """Whether the app is compared against a newer commit than its last operation synced: a
+    failed sync that a later commit (a revert, say) made moot once the app is Synced."""
+    synced = _revision(sync)
+    operated = _revision(operation_state.get("syncResult") or {})
+    return synced is not None and operated is not None and synced != operated
+
+
 def observe_argocd(application: Object, images: Sequence[str], name: str) -> Observation:
     """Read an Argo CD Application as a real Argo CD writes it during and after a sync.
 
     Healthy needs all of: `health.status` Healthy, `sync.status` Synced, and, when there
-    was a sync operation, `operationState.phase` Succeeded for the same revision that
-    `sync` reports. Argo CD shows "Healthy" with a stale health while an operation still
-    runs or just after it succeeded and before the new revision is Synced; those are
-    Progressing. The live tags come from `status.summary.images` (an image listed with
-    two tags at once, mid-rollout, has no single tag).
+    was a sync operation, `operationState.phase` Succeeded. A Failed or Error operation,
+    or one Running a retry after a failed attempt, is Degraded. Argo CD shows "Healthy" with a
+    stale health while an operation still runs or just after it succeeded and before the
+    new revision is Synced; those are Progressing. The last operation's revision may be
+    older than `sync.revision`: a commit that changes nothing this Application renders (a
+    push to another overlay of the repository) moves `sync.revision` and starts no sync,
+    and Synced then says the live objects match the new commit. The live tags come from
+    `status.summary.images` (an image listed with two tags at once, mid-rollout, has no
+    single tag).
     """
     status = application.get("status") or {}
     health = (status.get("health") or {}).get("status")
@@ -91,31 +112,25 @@ def observe_argocd(application: Object, images: Sequence[str], name: str) -> Obs
     tags = tags_of((status.get("summary") or {}).get("images") or [], images)
     operation_state = status.get("operationState") or {}
     operation = operation_state.get("phase")
-    synced_revision = _revision(sync_block)
-    operated_revision = _revision(operation_state.get("syncResult") or {})
-    operation_done = not operation_state or (
-        operation == "Succeeded"
-        and (
-            operated_revision is None
-            or synced_revision is None
-            or operated_revision == synced_revision
-        )
-    )
+    # Argo CD retries a failed automated sync (5 times by default, with backoff) and
+    # shows the operation Running meanwhile: a retry means the last attempt failed
+    retrying = operation == "Running" and _retries(operation_state) > 0
+    failed = operation in {"Failed", "Error"} or retrying
+    failure_superseded = failed and sync == "Synced" and _synced_past(sync_block, operation_state)
+    operation_done = not operation_state or operation == "Succeeded" or failure_superseded
     if health == "Healthy" and sync == "Synced" and operation_done:
         return Observation(HealthStatus.HEALTHY, tags, "")
     message = f"Argo CD Application {name}: health {health or 'unknown'}, sync {sync or 'unknown'}"
-    if operation and operation != "Succeeded":
+    if operation and operation != "Succeeded" and not failure_superseded:
         message += f", operation {operation}"
-    elif operation and not operation_done:
-        message += f", last sync was of {operated_revision}, not {synced_revision}"
-    if health in {"Degraded", "Missing"} or operation in {"Failed", "Error"}:
+        if retrying:
+            message += f" (retry {_retries(operation_state)} after a failed sync)"
+        detail = str(operation_state.get("message") or "")[:MAX_OPERATION_MESSAGE]
+        if detail and failed:
+            message += f" ({detail})"
+    if health in {"Degraded", "Missing"} or (failed and not failure_superseded):
         return Observation(HealthStatus.DEGRADED, tags, message)
-    if (
-        health in ("Progressing", "Healthy")
-        or sync == "OutOfSync"
-        or operation == "Running"
-        or not operation_done
-    ):
+    if health in ("Progressing", "Healthy") or sync == "OutOfSync" or not operation_done:
         return Observation(HealthStatus.PROGRESSING, tags, message)
     return Observation(HealthStatus.UNKNOWN, tags, message)
 

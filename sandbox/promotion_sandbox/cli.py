@@ -2,7 +2,7 @@
 
 promotion-sandbox up      # etcd + kube-apiserver in the background; prints KUBECONFIG
 promotion-sandbox down    # stops them
-promotion-sandbox demo    # control plane, registry, git remote, operator, two promotions
+promotion-sandbox demo    # control plane, registry, git remote, real Argo CD, operator, promotions
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ import time
 from pathlib import Path
 
 from promotion_sandbox.controlplane import ControlPlane
+from promotion_sandbox.gitops_world import DEV_OVERLAY, ArgoCDWorld, control_plane_pki
 from promotion_sandbox.kube import Kube
-from promotion_sandbox.stack import running_stack
+from promotion_sandbox.procs import wait_until
+from promotion_sandbox.stack import Stack, running_stack
 from promotion_sandbox.watch import PhaseChange, PhaseWatch
-from promotion_sandbox.world import NEW_VERSION, PROD_OVERLAY, UNTESTED_VERSION, World
+from promotion_sandbox.world import PROD_OVERLAY, UNTESTED_VERSION, World
 
 DEFAULT_HOME = Path(
     os.environ.get(
@@ -29,6 +31,7 @@ DEFAULT_HOME = Path(
     )
 )
 NAMESPACE = "tvhub"
+RELEASE = "v20250902-c0ffee1"  # what CI releases during the demo
 FINAL = frozenset({"Succeeded", "Failed"})
 FOLLOW_TIMEOUT = 120.0
 
@@ -57,48 +60,79 @@ def _follow(watch: PhaseWatch, name: str) -> str:
         raise SystemExit(str(error)) from None
 
 
+def _environments(kube: Kube) -> str:
+    return kube.kubectl("get", "environments", "-n", NAMESPACE).stdout.rstrip()
+
+
+def _applications(argocd: ArgoCDWorld) -> str:
+    return argocd.kube.kubectl("get", "applications", "-n", argocd.namespace).stdout.rstrip()
+
+
+def _wait_environment(kube: Kube, name: str, version: str) -> None:
+    """Wait until the Environment `name` shows LIVE = `version` and Healthy."""
+
+    def live() -> bool:
+        status = kube.get("environment", name, NAMESPACE).get("status") or {}
+        return status.get("liveVersion") == version and status.get("health") == "Healthy"
+
+    try:
+        wait_until(live, timeout=FOLLOW_TIMEOUT, what=f"{name} LIVE {version} and Healthy")
+    except TimeoutError as error:
+        raise SystemExit(str(error)) from None
+
+
+def _wait_deployed(kube: Kube, name: str) -> str:
+    """Wait for the Promotion's `Deployed` condition to be decided; return its message."""
+
+    condition: dict[str, str] = {}
+
+    def decided() -> bool:
+        status = kube.get("promotion", name, NAMESPACE).get("status") or {}
+        for found in status.get("conditions") or ():
+            if found["type"] == "Deployed" and found["status"] != "Unknown":
+                condition.update(found)
+        return bool(condition)
+
+    try:
+        wait_until(decided, timeout=FOLLOW_TIMEOUT, what=f"{name} Deployed")
+    except TimeoutError as error:
+        raise SystemExit(str(error)) from None
+    return f"Deployed={condition['status']} ({condition['reason']}): {condition.get('message', '')}"
+
+
 def demo(home: Path, repo: Path, *, keep: bool) -> int:
-    """Run the whole product locally and promote a version; returns an exit code."""
+    """Run the whole loop locally on real Argo CD and promote a version; returns an exit code."""
     home.mkdir(parents=True, exist_ok=True)
     plane, kube = _up(home, repo)
     world = World(home / "world")
+    pki = control_plane_pki(kube)
+    if pki is None:
+        raise SystemExit(f"{plane.kubeconfig}: not a sandbox control plane (no PKI beside it)")
     try:
         if world.workdir.exists():
             shutil.rmtree(world.workdir)
         world.workdir.mkdir(parents=True)
         world.start()
         _say(f"registry {world.registry.host} holds {', '.join(world.images())}")
-        _say(f"git remote {world.git_url}")
-        with running_stack(
-            kube,
-            world,
-            NAMESPACE,
-            home,
-            soak="8s",
-            environment_refresh=2,
-            max_backoff=3,
-            echo=print,
-        ) as stack:
+        started = time.monotonic()
+        with ArgoCDWorld(kube, world, home / "argocd", pki=pki, repo_root=repo) as argocd:
             _say(
-                f"operator running (log: {stack.operator.log}); "
-                f"dev runs {NEW_VERSION}, prod must soak 8s"
+                f"Argo CD synced dev and prod from {argocd.repo_url} onto kwok nodes "
+                f"in {time.monotonic() - started:.1f}s"
             )
-            name = f"tvhub-prod-{NEW_VERSION}"
-            print(stack.promote(name, NEW_VERSION, reason="color button fix, checked in dev"))
-            if _follow(stack.watch, name) != "Succeeded":
-                return 1
-            _say("the prod overlay on the git remote now reads")
-            print(world.remote_file(PROD_OVERLAY))
-            print(world.last_commit())
-            _say(
-                f"a version never run in dev ({UNTESTED_VERSION}) waits, then fails at its timeout"
-            )
-            name = f"tvhub-prod-{UNTESTED_VERSION}"
-            print(stack.promote(name, UNTESTED_VERSION, timeout="20s"))
-            final = _follow(stack.watch, name)
-        _say("kubectl get promotions,environments -n tvhub")
-        print(kube.kubectl("get", "promotions,environments", "-n", NAMESPACE).stdout)
-        return 0 if final == "Failed" else 1
+            print(_applications(argocd))
+            with running_stack(
+                kube,
+                world,
+                NAMESPACE,
+                home,
+                environment_refresh=1,
+                max_backoff=3,
+                echo=print,
+                world_objects=argocd.environment_objects(NAMESPACE, soak="8s"),
+                extra_args=(f"--health-namespace={argocd.namespace}",),
+            ) as stack:
+                return _loop(kube, argocd, stack)
     finally:
         if keep:
             _say(
@@ -108,6 +142,41 @@ def demo(home: Path, repo: Path, *, keep: bool) -> int:
         else:
             world.stop()
             plane.stop()
+
+
+def _loop(kube: Kube, argocd: ArgoCDWorld, stack: Stack) -> int:
+    """CI to dev, a Promotion to prod, Argo CD syncing prod; then a version dev never ran."""
+    world = argocd.world
+    _say(f"CI pushes {RELEASE} and bumps the dev overlay; Argo CD syncs dev")
+    commit = argocd.ci_release(RELEASE)
+    print(f"   ci commit {commit[:7]}: {DEV_OVERLAY} newTag: {RELEASE}")
+    argocd.wait_runs("tvhub-dev", commit)
+    _wait_environment(kube, "tvhub-dev", RELEASE)
+    print(_applications(argocd))
+    _say(f"kubectl get environments -n {NAMESPACE}   (dev LIVE {RELEASE}, prod must soak 8s)")
+    print(_environments(kube))
+
+    name = f"tvhub-prod-{RELEASE}"
+    _say(f"promote {RELEASE} to prod (operator log: {stack.operator.log})")
+    print(stack.promote(name, RELEASE, reason="color button fix, checked in dev"))
+    if _follow(stack.watch, name) != "Succeeded":
+        return 1
+    _say("the prod overlay on the git remote now reads")
+    print(world.remote_file(PROD_OVERLAY))
+    print(world.last_commit())
+    _say("the operator asked Argo CD to refresh prod; Argo CD syncs it")
+    print(f"   {name}: {_wait_deployed(kube, name)}")
+    _wait_environment(kube, "tvhub-prod", RELEASE)
+    print(_applications(argocd))
+    print(_environments(kube))
+
+    _say(f"a version never run in dev ({UNTESTED_VERSION}) waits, then fails at its timeout")
+    name = f"tvhub-prod-{UNTESTED_VERSION}"
+    print(stack.promote(name, UNTESTED_VERSION, timeout="20s"))
+    final = _follow(stack.watch, name)
+    _say(f"kubectl get promotions,environments -n {NAMESPACE}")
+    print(kube.kubectl("get", "promotions,environments", "-n", NAMESPACE).stdout)
+    return 0 if final == "Failed" else 1
 
 
 def main(argv: list[str] | None = None) -> int:

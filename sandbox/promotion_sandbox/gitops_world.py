@@ -45,6 +45,7 @@ APPLICATIONS = "applications.argoproj.io"
 # bytes) belongs to a controller this world does not run.
 ARGOCD_CRDS = ("application-crd.yaml", "appproject-crd.yaml")
 DEV_OVERLAY = "k8s/overlays/dev/kustomization.yaml"
+PATCHES = "patches:\n"
 START_TIMEOUT = 60.0
 
 
@@ -91,9 +92,12 @@ def kwok_node(name: str = NODE_NAME) -> dict[str, Any]:
     }
 
 
-def argocd_settings(namespace: str) -> list[dict[str, Any]]:
-    """argocd-cm and argocd-secret (the controller stops at start without them) and an
-    AppProject `default` that allows every repository, destination and cluster resource."""
+def argocd_settings(
+    namespace: str, settings: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """argocd-cm (with `settings` as its data, e.g. a health customization) and
+    argocd-secret (the controller stops at start without them), and an AppProject
+    `default` that allows every repository, destination and cluster resource."""
     labels = {"app.kubernetes.io/part-of": "argocd"}
     key = base64.b64encode(secrets.token_bytes(32)).decode()
     return [
@@ -101,7 +105,7 @@ def argocd_settings(namespace: str) -> list[dict[str, Any]]:
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {"name": "argocd-cm", "namespace": namespace, "labels": labels},
-            "data": {},
+            "data": dict(settings or {}),
         },
         {
             "apiVersion": "v1",
@@ -144,6 +148,15 @@ def pin_tags(overlay_text: str, pins: Mapping[str, str]) -> str:
     return overlay_text
 
 
+def at_revision(block: Mapping[str, Any], revision: str) -> bool:
+    """Whether a `sync` or `syncResult` block is at `revision`: its `revision`, or every
+    entry of `revisions` for an Application with several sources (all from one repo)."""
+    revisions = block.get("revisions")
+    if isinstance(revisions, list) and revisions:
+        return all(r == revision for r in revisions)
+    return bool(block.get("revision") == revision)
+
+
 def runs(app: dict[str, Any], revision: str, images: Mapping[str, str]) -> bool:
     """Whether Argo CD reports `app` done with `revision`: Synced, Healthy, its sync
     operation Succeeded for that revision, and each image (name -> tag) running at that
@@ -153,10 +166,10 @@ def runs(app: dict[str, Any], revision: str, images: Mapping[str, str]) -> bool:
     live = (status.get("summary") or {}).get("images") or []
     return bool(
         (status.get("sync") or {}).get("status") == "Synced"
-        and (status.get("sync") or {}).get("revision") == revision
+        and at_revision(status.get("sync") or {}, revision)
         and (status.get("health") or {}).get("status") == "Healthy"
         and operation.get("phase") == "Succeeded"
-        and (operation.get("syncResult") or {}).get("revision") == revision
+        and at_revision(operation.get("syncResult") or {}, revision)
         and all(
             {ref for ref in live if ref.rsplit(":", 1)[0] == image} == {f"{image}:{tag}"}
             for image, tag in images.items()
@@ -171,8 +184,10 @@ class ArgoCDWorld(procs.Service):
     daemon over the World's repository, Argo CD's repo-server and application-controller;
     installs Argo CD's CRDs, settings and AppProject in `namespace`, and the Applications
     `<app>-dev` and `<app>-prod`. `pki` is the control plane's (see `control_plane_pki`);
-    `repo_root` the checkout whose build script provides the binaries. Every process logs
-    to `workdir/<name>.log` and is stopped on exit, and the Applications and node deleted.
+    `repo_root` the checkout whose build script provides the binaries; `settings` the data
+    of argocd-cm (resource customizations). The controller keeps each resource's health in
+    `status.resources[]` (`--persist-resource-health`). Every process logs to
+    `workdir/<name>.log` and is stopped on exit, and the Applications and node deleted.
     """
 
     def __init__(
@@ -185,6 +200,7 @@ class ArgoCDWorld(procs.Service):
         repo_root: Path | None = None,
         app: str = "tvhub",
         namespace: str = ARGOCD_NAMESPACE,
+        settings: Mapping[str, str] | None = None,
     ) -> None:
         self.kube = kube
         self.world = world
@@ -193,8 +209,10 @@ class ArgoCDWorld(procs.Service):
         self.repo_root = repo_root
         self.app = app
         self.namespace = namespace
+        self.settings = dict(settings or {})
         self.git_port = 0
         self._pids: list[int] = []
+        self._applications = [self.application_name(env) for env in ("dev", "prod")]
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> ArgoCDWorld:
@@ -224,17 +242,16 @@ class ArgoCDWorld(procs.Service):
         started = bool(self._pids)
         self._pids.clear()
         if started:
-            for env in ("dev", "prod"):
-                self.kube.kubectl(
-                    "delete",
-                    APPLICATIONS,
-                    self.application_name(env),
-                    "-n",
-                    self.namespace,
-                    "--wait=false",
-                    "--ignore-not-found",
-                    check=False,
-                )
+            self.kube.kubectl(
+                "delete",
+                APPLICATIONS,
+                *self._applications,
+                "-n",
+                self.namespace,
+                "--wait=false",
+                "--ignore-not-found",
+                check=False,
+            )
             self.kube.kubectl("delete", "node", NODE_NAME, "--ignore-not-found", check=False)
 
     # -- what tests use --------------------------------------------------------------
@@ -250,6 +267,29 @@ class ArgoCDWorld(procs.Service):
     def application(self, name: str) -> dict[str, Any]:
         """The Application `name` as Argo CD last wrote it."""
         return self.kube.get(APPLICATIONS, name, self.namespace)
+
+    def add_application(self, app: dict[str, Any]) -> None:
+        """Apply another Application in this world's namespace (deleted on stop)."""
+        app["metadata"]["namespace"] = self.namespace
+        self._applications.append(app["metadata"]["name"])
+        self.kube.apply(app)
+
+    def terminate_operation(self, name: str) -> None:
+        """Stop `name`'s running sync operation (its retries included), as `argocd app
+        terminate-op` does: Argo CD runs a new commit only after that operation ends."""
+        operation = (self.application(name).get("status") or {}).get("operationState") or {}
+        if operation.get("phase") != "Running":
+            return
+        self.kube.kubectl(
+            "patch",
+            APPLICATIONS,
+            name,
+            "-n",
+            self.namespace,
+            "--type=merge",
+            "-p",
+            json.dumps({"status": {"operationState": {"phase": "Terminating"}}}),
+        )
 
     def refresh(self, name: str) -> None:
         """Ask Argo CD to compare `name` with git now, as its git webhook would after a push."""
@@ -275,7 +315,8 @@ class ArgoCDWorld(procs.Service):
         at its tag in `tags` (default: whatever `revision`'s overlay pins); return the app."""
         pins: Mapping[str, str]
         if tags is None:
-            path = self.application(name)["spec"]["source"]["path"]
+            spec = self.application(name)["spec"]
+            path = (spec.get("source") or spec["sources"][0])["path"]
             overlay = self.world.remote_file(f"{path}/kustomization.yaml")
             pins = dict(re.findall(r"- name: (\S+)\n\s+newTag: (\S+)", overlay))
         else:
@@ -294,21 +335,29 @@ class ArgoCDWorld(procs.Service):
             raise TimeoutError(f"{error}; its status:\n{status}\n{self.logs()}") from None
         return last
 
-    def ci_release(self, version: str, images: Iterable[str] | None = None) -> str:
+    def ci_release(
+        self, version: str, images: Iterable[str] | None = None, *, patches: str = ""
+    ) -> str:
         """What CI does: push every component's image at `version`, bump the dev overlay
-        (only `images`, when given) and notify Argo CD; return the commit."""
+        (only `images`, when given) and notify Argo CD; return the commit. `patches` is a
+        Kustomize `patches:` block shipped with this release (the next release drops it)."""
         self.world.push_version(version)
         pins = dict.fromkeys(self.world.images() if images is None else images, version)
-        text = pin_tags(self.world.remote_file(DEV_OVERLAY), pins)
+        current = self.world.remote_file(DEV_OVERLAY).split(PATCHES, 1)[0]
+        text = pin_tags(current, pins) + (f"{PATCHES}{patches}" if patches else "")
         commit = self.world.commit_file(DEV_OVERLAY, text, message=f"ci: dev runs {version}")
         self.refresh(self.application_name("dev"))
         return commit
 
-    def environment_objects(self, namespace: str) -> list[dict[str, Any]]:
-        """The World's registry Secret and its dev and prod Environments in `namespace`,
-        each with `health.argocd` on its real Application (the operator then needs
-        `--health-namespace` for this world's namespace)."""
-        objects = [o for o in self.world.objects(namespace) if o["kind"] != "Application"]
+    def environment_objects(
+        self, namespace: str, *, soak: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The World's registry Secret and its dev and prod Environments in `namespace`
+        (prod with `soak`), each with `health.argocd` on its real Application (the
+        operator then needs `--health-namespace` for this world's namespace)."""
+        objects = [
+            o for o in self.world.objects(namespace, soak=soak) if o["kind"] != "Application"
+        ]
         for obj in objects:
             if obj["kind"] == "Environment":
                 name = obj["metadata"]["name"]
@@ -493,6 +542,7 @@ class ArgoCDWorld(procs.Service):
                 f"--redis=127.0.0.1:{redis}",
                 f"--repo-server=127.0.0.1:{repo_server}",
                 f"--metrics-port={metrics}",
+                "--persist-resource-health",
                 "--status-processors=4",
                 "--operation-processors=2",
             ],
@@ -524,7 +574,7 @@ class ArgoCDWorld(procs.Service):
             what="Argo CD's CRDs Established",
         )
         self.kube.kubectl("create", "namespace", self.namespace, check=False)
-        self.kube.apply(*argocd_settings(self.namespace))
+        self.kube.apply(*argocd_settings(self.namespace, self.settings))
 
     def _install(self) -> None:
         self.kube.apply(

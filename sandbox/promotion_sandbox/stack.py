@@ -55,17 +55,22 @@ def running_stack(
     environment_refresh: float = 1.0,
     max_backoff: float = 2.0,
     echo: Callable[[str], None] | None = None,
+    world_objects: Sequence[dict[str, Any]] | None = None,
+    extra_args: Sequence[str] = (),
 ) -> Iterator[Stack]:
     """Create `namespace`, apply the world's objects, run the operator and the phase watch.
 
+    `world_objects` replaces the world's own objects (`World.objects`, with `soak`), e.g.
+    with Environments on a real Argo CD (`ArgoCDWorld.environment_objects`).
     `extra_overlays` are overlay folders of the world's repository that get a prod-like
     Environment each. `echo` receives kubectl's report of what it applied. The operator
-    logs to `workdir/operator.log` and keeps its clones in `workdir/operator-cache`.
-    Everything started is stopped on exit; the namespace and the world are left as they are.
+    logs to `workdir/operator.log`, keeps its clones in `workdir/operator-cache` and gets
+    `extra_args`. Everything started is stopped on exit; the namespace and the world are
+    left as they are.
     """
     kube.create_namespace(namespace)
     objects = [
-        *world.objects(namespace, soak=soak),
+        *(world.objects(namespace, soak=soak) if world_objects is None else world_objects),
         *(world.prod_like_environment(namespace, path) for path in extra_overlays),
     ]
     applied = kube.apply(*objects).stdout.strip()
@@ -79,6 +84,7 @@ def running_stack(
         max_backoff=max_backoff,
         log=workdir / "operator.log",
         cache=workdir / "operator-cache",
+        extra_args=extra_args,
     )
     environments = tuple(o["metadata"]["name"] for o in objects if o["kind"] == "Environment")
     with operator, PhaseWatch(kube, namespace) as watch:

@@ -61,3 +61,14 @@ def test_runs_needs_every_image_at_its_tag_only() -> None:
 def test_runs_is_false_until_argocd_is_done_with_the_revision(changes: dict[str, Any]) -> None:
     images = [f"{FRONTEND}:{NEW_VERSION}"]
     assert not runs(app(images, **changes), SHA, {FRONTEND: NEW_VERSION})
+
+
+def test_runs_reads_the_revisions_of_an_application_with_several_sources() -> None:
+    images = [f"{FRONTEND}:{NEW_VERSION}"]
+    several = {
+        "sync": {"status": "Synced", "revisions": [SHA, SHA]},
+        "operationState": {"phase": "Succeeded", "syncResult": {"revisions": [SHA, SHA]}},
+    }
+    assert runs(app(images, **several), SHA, {FRONTEND: NEW_VERSION})
+    several["sync"] = {"status": "Synced", "revisions": [SHA, "b" * 40]}
+    assert not runs(app(images, **several), SHA, {FRONTEND: NEW_VERSION})

@@ -226,22 +226,23 @@ def _syncing(synced: dict[str, Any], operated: dict[str, Any] | None, phase: str
     ("synced", "operated", "phase", "expected"),
     [
         ({"revision": "new"}, {"revision": "new"}, "Succeeded", HealthStatus.HEALTHY),
-        # the operation synced an older commit than the one Argo CD now compares against
-        ({"revision": "new"}, {"revision": "old"}, "Succeeded", HealthStatus.PROGRESSING),
+        # a later commit changed nothing this app renders (real Argo CD moves sync.revision
+        # and starts no sync): Synced means the live objects match it
+        ({"revision": "new"}, {"revision": "old"}, "Succeeded", HealthStatus.HEALTHY),
         ({"revision": "new"}, {"revision": "new"}, "Running", HealthStatus.PROGRESSING),
         ({"revision": "new"}, {"revision": "new"}, "Failed", HealthStatus.DEGRADED),
+        ({"revision": "new"}, {"revision": "new"}, "Error", HealthStatus.DEGRADED),
+        # a failed sync of an older commit, since reverted: Synced to the revert
+        ({"revision": "new"}, {"revision": "old"}, "Failed", HealthStatus.HEALTHY),
+        ({"revision": "new"}, None, "Failed", HealthStatus.DEGRADED),
         # several sources: revisions compare as a whole
         ({"revisions": ["a", "b"]}, {"revisions": ["a", "b"]}, "Succeeded", HealthStatus.HEALTHY),
-        (
-            {"revisions": ["a", "b"]},
-            {"revisions": ["a", "c"]},
-            "Succeeded",
-            HealthStatus.PROGRESSING,
-        ),
+        ({"revisions": ["a", "b"]}, {"revisions": ["a", "b"]}, "Failed", HealthStatus.DEGRADED),
+        ({"revisions": ["a", "b"]}, {"revisions": ["a", "c"]}, "Failed", HealthStatus.HEALTHY),
         ({"revision": "new"}, None, "Succeeded", HealthStatus.HEALTHY),
     ],
 )
-def test_argocd_healthy_needs_the_sync_operation_done_for_the_synced_revision(
+def test_argocd_healthy_needs_the_last_sync_operation_done(
     synced: dict[str, Any], operated: dict[str, Any] | None, phase: str, expected: HealthStatus
 ) -> None:
     assert observe_argocd(_syncing(synced, operated, phase), [APP], "a").health == expected
@@ -470,3 +471,26 @@ def test_http_unreachable_is_unknown() -> None:
     observation = observe_http(HTTPHealth(url=f"http://127.0.0.1:{port}/"), [APP], timeout=2)
     assert observation.health == HealthStatus.UNKNOWN
     assert "connection refused" in observation.message
+
+
+def test_argocd_failed_sync_message_says_why_bounded() -> None:
+    app = _application("Healthy", "OutOfSync", [f"{APP}:v1"], "Failed")
+    app["status"]["operationState"]["message"] = "one or more objects failed to apply " + "x" * 5000
+    observation = observe_argocd(app, [APP], "a")
+    assert observation.health == HealthStatus.DEGRADED
+    assert "operation Failed (one or more objects failed to apply" in observation.message
+    assert len(observation.message) < 400
+
+
+def test_argocd_sync_retrying_after_a_failure_is_degraded() -> None:
+    # real Argo CD v3 retries a failed automated sync 5 times, phase Running meanwhile
+    app = _application("Healthy", "OutOfSync", [f"{APP}:v1"], "Running")
+    app["status"]["operationState"].update(
+        retryCount=2, message="one or more objects failed to apply. Retrying attempt #2"
+    )
+    observation = observe_argocd(app, [APP], "a")
+    assert observation.health == HealthStatus.DEGRADED
+    assert "operation Running (retry 2 after a failed sync)" in observation.message
+    assert "one or more objects failed to apply" in observation.message
+    app["status"]["operationState"]["retryCount"] = 0
+    assert observe_argocd(app, [APP], "a").health == HealthStatus.PROGRESSING
