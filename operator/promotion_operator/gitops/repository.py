@@ -305,7 +305,8 @@ class GitRepository:
         pending = list(jobs)
         try:
             for attempt in range(1, max_attempts + 1):
-                self._sync_locked()
+                if attempt > 1 or not self._is_fresh():  # else push optimistically
+                    self._sync_locked()
                 committed = [
                     (job, commit)
                     for job in pending
