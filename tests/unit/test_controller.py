@@ -264,3 +264,25 @@ def test_many_unfinished_promotions_all_run_with_bounded_workers(workers: int) -
         assert sorted(work.names()) == sorted(source.objects)
     finally:
         controller.stop()
+
+
+def test_namespace_patterns_watch_every_namespace_and_keep_the_matching_ones() -> None:
+    def in_namespace(name: str, namespace: str) -> Object:
+        obj = body(name)
+        obj["metadata"]["namespace"] = namespace
+        obj["metadata"]["uid"] = f"uid-{namespace}-{name}"
+        return obj
+
+    source = Source(
+        [in_namespace("a", "e2e-1"), in_namespace("b", "other"), in_namespace("c", "e2e-skip")]
+    )
+    work = Recorder()
+    controller = PromotionController(source, work, namespaces=["e2e-*", "!e2e-skip"])
+    controller.start()
+    try:
+        assert controller.wait_synced(_WAIT)
+        until(lambda: work.names() == ["a"])
+        source.emit("ADDED", in_namespace("d", "e2e-2"))
+        until(lambda: work.names() == ["a", "d"])
+    finally:
+        controller.stop()

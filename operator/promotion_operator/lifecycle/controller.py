@@ -19,6 +19,7 @@ Semantics kept from the kopf wiring:
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import heapq
 import itertools
@@ -84,6 +85,10 @@ class _Stats:
     relists: int = 0
 
 
+def _is_pattern(namespace: str) -> bool:
+    return namespace.startswith("!") or any(ch in namespace for ch in "*?[")
+
+
 def _identity(obj: Object) -> tuple[str, str, str, int]:
     meta = obj.get("metadata") or {}
     return (
@@ -100,7 +105,7 @@ class PromotionController:
 
     source: PromotionSource
     work: Work
-    namespaces: Sequence[str] | None = None  # None: every namespace
+    namespaces: Sequence[str] | None = None  # None: every namespace; kopf's patterns
     workers: int = 16
     page_size: int = 500
     watch_timeout: int = 300
@@ -117,14 +122,21 @@ class PromotionController:
         self._pool: ThreadPoolExecutor | None = None
         self._threads: list[threading.Thread] = []
         self._synced = threading.Event()
-        self._pending_lists = len(self.namespaces) if self.namespaces else 1
+        patterns = list(self.namespaces or ())
+        # plain names: one LIST and watch each; globs or exclusions (`e2e-*`, `!kube-*`, as
+        # kopf takes them): one cluster-wide watch, filtered here
+        self._scopes: list[str | None] = (
+            list(patterns) if patterns and not any(_is_pattern(p) for p in patterns) else [None]
+        )
+        self._include = [p for p in patterns if not p.startswith("!")]
+        self._exclude = [p[1:] for p in patterns if p.startswith("!")]
+        self._pending_lists = len(self._scopes)
 
     # -- life --------------------------------------------------------------------------
     def start(self) -> None:
         """Start the watch threads, the scheduler and the worker pool."""
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="promotion")
-        scopes: list[str | None] = list(self.namespaces) if self.namespaces else [None]
-        for scope in scopes:
+        for scope in self._scopes:
             self._spawn(f"watch-{scope or 'all'}", functools.partial(self._watch_forever, scope))
         self._spawn("promotion-scheduler", self._schedule_forever)
 
@@ -154,7 +166,7 @@ class PromotionController:
     def observe(self, kind: str, obj: Object) -> None:
         """One object from a LIST page or a watch event."""
         uid, namespace, name, generation = _identity(obj)
-        if not uid:
+        if not uid or not self._watched(namespace):
             return
         with self._cond:
             item = self._items.get(uid)
@@ -179,6 +191,11 @@ class PromotionController:
                 return
             if is_finished(obj) and not item.running:
                 del self._items[uid]  # finished: forget it
+
+    def _watched(self, namespace: str) -> bool:
+        if any(fnmatch.fnmatchcase(namespace, p) for p in self._exclude):
+            return False
+        return not self._include or any(fnmatch.fnmatchcase(namespace, p) for p in self._include)
 
     def _forget_missing(self, scope: str | None, seen: set[str]) -> None:
         """After a (re)list: drop what the list no longer holds (deleted meanwhile)."""
