@@ -132,7 +132,12 @@ class Toxiproxy(procs.Service):
         except urllib.error.HTTPError as error:
             detail = error.read().decode(errors="replace")
             raise RuntimeError(f"toxiproxy {method} {path}: {error.code} {detail}") from None
-        return json.loads(raw) if raw.strip() else None
+        if not raw.strip():
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError:  # /version answers plain text
+            return raw.decode(errors="replace").strip()
 
     def _answers(self) -> bool:
         try:

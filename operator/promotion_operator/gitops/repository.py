@@ -346,7 +346,8 @@ class GitRepository:
                     path = self._confined(relative)
                     path.parent.mkdir(parents=True, exist_ok=True)
                     path.write_bytes(text.encode("utf-8"))
-                self._git("add", "--all", "--", ".")
+                # only the edited paths: a monorepo's thousands of files are not scanned
+                self._git("add", "--", *changes)
             if not changes or self._run(["diff", "--cached", "--quiet"]).ok:
                 self._restore(head)
                 job.finish(PushResult(None, attempt, changed=False))

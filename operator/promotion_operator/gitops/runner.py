@@ -47,9 +47,10 @@ _KEEP_GIT_VARS = frozenset({"GIT_SSL_CAINFO", "GIT_SSL_CAPATH"})
 # The SSH key lives in `<tmp>/promotion-ssh-<pid>-*` for one network call.
 SECRETS_PREFIX = "promotion-ssh-"
 # One SSH connection per (credentials, host) is kept open between git calls for this
-# long (OpenSSH ControlMaster/ControlPersist), in `<tmp>/promotion-ssh-<pid>-mux/`: over a
-# WAN a fresh connection costs several round trips before git says a word.
-SSH_PERSIST_SECONDS = 60
+# long (OpenSSH ControlMaster/ControlPersist), in `<tmp>/promotion-ssh-<pid>-mux/`: over
+# a WAN a fresh connection costs several round trips before git says a word, and the
+# refresh's fetch every 30 s keeps it open.
+SSH_PERSIST_SECONDS = 300
 # Local git (checkout, commit, log) on a big repository is slow, never endless.
 LOCAL_TIMEOUT = 300.0
 
