@@ -75,6 +75,7 @@ class _Job:
 # hold the remote branch as it is (set by a fetch or an accepted push of this process,
 # cleared by any failure: only then may a promotion skip its fetch).
 _GUARD = threading.Lock()
+_UNCONFIRMED = "\0unconfirmed"  # an edit with nothing to change on an unfetched tree
 _QUEUES: dict[Path, list[_Job]] = {}
 _FRESH: set[Path] = set()
 
@@ -305,13 +306,14 @@ class GitRepository:
         pending = list(jobs)
         try:
             for attempt in range(1, max_attempts + 1):
-                if attempt > 1 or not self._is_fresh():  # else push optimistically
+                fetched = attempt > 1 or not self._is_fresh()  # else push optimistically
+                if fetched:
                     self._sync_locked()
-                committed = [
-                    (job, commit)
-                    for job in pending
-                    if (commit := self._commit_job(job, attempt)) is not None
-                ]
+                committed = self._commit_all(pending, attempt, fetched=fetched)
+                if committed is None:
+                    # "nothing to change" is a claim about the remote: fetch, then decide
+                    self._sync_locked()
+                    committed = self._commit_all(pending, attempt, fetched=True)
                 if not committed:
                     return
                 if self._push():
@@ -335,9 +337,30 @@ class GitRepository:
                 if not job.done.is_set():
                     job.finish(error=GitPushRejectedError("the batch push ended early"))
 
-    def _commit_job(self, job: _Job, attempt: int) -> str | None:
+    def _commit_all(
+        self, jobs: list[_Job], attempt: int, *, fetched: bool
+    ) -> list[tuple[_Job, str]] | None:
+        """Commit every open job on the current head; the (job, commit) pairs to push.
+
+        None when the tree was not fetched in this attempt and an edit found nothing to
+        change: the clone may be behind someone else's commit, so that answer needs a
+        fetch (the caller syncs, which also drops this pass's commits, and asks again).
+        """
+        committed: list[tuple[_Job, str]] = []
+        for job in jobs:
+            if job.done.is_set():
+                continue
+            outcome = self._commit_job(job, attempt, confirm_unchanged=fetched)
+            if outcome is _UNCONFIRMED:
+                return None
+            if outcome is not None:
+                committed.append((job, outcome))
+        return committed
+
+    def _commit_job(self, job: _Job, attempt: int, *, confirm_unchanged: bool) -> str | None:
         """Commit one job's edit on the current head; None when it needs no push (it is
-        finished then: unchanged, or its own error, the tree put back)."""
+        finished then: unchanged, or its own error, the tree put back); `_UNCONFIRMED`
+        when it changes nothing but the tree was not fetched (`confirm_unchanged` off)."""
         head = self._git("rev-parse", "HEAD")
         try:
             changes = job.edit(self.read_file)
@@ -350,6 +373,8 @@ class GitRepository:
                 self._git("add", "--", *changes)
             if not changes or self._run(["diff", "--cached", "--quiet"]).ok:
                 self._restore(head)
+                if not confirm_unchanged:
+                    return _UNCONFIRMED
                 job.finish(PushResult(None, attempt, changed=False))
                 return None
             self._git("commit", "--no-verify", "--quiet", "--cleanup=whitespace", "-m", job.message)

@@ -160,3 +160,14 @@ def test_a_push_after_a_fetch_skips_the_next_fetch_only_while_nothing_failed(
     bare_repo.with_suffix(".moved").rename(bare_repo)
     latest = commit_files(bare_repo, {"README.md": "moved again\n"}, message="ci")
     assert repo.sync(if_stale=True) == latest  # after a failure it fetches again
+
+
+def test_nothing_to_change_is_checked_against_the_remote(bare_repo: Path, cache_dir: Path) -> None:
+    repo = _repo(bare_repo, cache_dir)
+    path = "k8s/overlays/prod-0/kustomization.yaml"
+    assert repo.commit_and_push(_edit(0), _message(0), batch=True).changed  # clone is current
+    commit_files(bare_repo, {path: "tag: someone-else\n"}, message="a human moved it")
+    # locally the overlay already says "tag: 0"; the remote does not: it must be pushed
+    again = repo.commit_and_push(_edit(0), _message(1), batch=True)
+    assert again.changed
+    assert _repo(bare_repo, cache_dir).find_commit(_trailers(1)) == again.commit
