@@ -11,11 +11,20 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/promotion-operator
 WORKDIR /src
-COPY pyproject.toml README.md ./
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# The dependencies in a layer of their own, from pyproject.toml and the version alone, so
+# that a source change rebuilds only the last layers, without the network. The build
+# backend is installed here (pyproject.toml's build-system) for the same reason.
+COPY pyproject.toml ./
+COPY operator/promotion_operator/__init__.py ./operator/promotion_operator/
+RUN touch README.md \
+ && /opt/promotion-operator/bin/pip install "setuptools>=77" "wheel>=0.40" \
+ && /opt/promotion-operator/bin/pip install --no-build-isolation .
+COPY README.md ./
 COPY operator ./operator
-# pip and setuptools only install; the running operator needs neither
-RUN /opt/promotion-operator/bin/pip install --no-cache-dir . \
- && /opt/promotion-operator/bin/pip uninstall --yes pip setuptools
+# pip, setuptools and wheel only install; the running operator needs none of them
+RUN /opt/promotion-operator/bin/pip install --no-build-isolation --no-deps --force-reinstall . \
+ && /opt/promotion-operator/bin/pip uninstall --yes pip setuptools wheel
 
 FROM ${BASE_IMAGE}
 # Debian's stable updates are the version pin: unpinned, so a rebuild picks up security fixes.

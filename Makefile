@@ -20,6 +20,7 @@ lint: setup
 	$(VENV)/ruff format --check $(SOURCES)
 	$(VENV)/mypy
 	$(VENV)/lint-imports
+	$(VENV)/hadolint Dockerfile
 
 # one test tier each: pure code; the real API server, registry and git; the operator process
 unit: setup

@@ -17,7 +17,7 @@ import kopf
 
 from promotion_operator import API_GROUP, API_VERSION
 from promotion_operator.domain.planning import is_finished
-from promotion_operator.k8s import Cluster
+from promotion_operator.k8s import Cluster, in_cluster
 from promotion_operator.lifecycle import environments, promotions
 from promotion_operator.lifecycle.config import OperatorConfig
 from promotion_operator.lifecycle.controller import PromotionController
@@ -79,8 +79,17 @@ def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 @kopf.on.login()
 def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-    """In a Pod, the ServiceAccount; elsewhere the kubeconfig the cli was given."""
-    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    """In a Pod, the ServiceAccount, unless a kubeconfig was given; else that kubeconfig.
+
+    In a Pod, through the Kubernetes client's in-cluster config, as client-go does it: the
+    API server is $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT, which the kubelet sets
+    in every container, the same one `k8s.py` connects to. (kopf's
+    `login_with_service_account` dials kubernetes.default.svc, which needs cluster DNS: a
+    hostNetwork Pod has none.)
+    """
+    if in_cluster():
+        return kopf.login_via_client(**kwargs)
+    return kopf.login_with_kubeconfig(**kwargs)
 
 
 # Promotions are not watched through kopf: kopf keeps a memory and a worker per object,

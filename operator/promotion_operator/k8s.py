@@ -12,6 +12,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ from typing import Any, Protocol, cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from kubernetes.config import incluster_config
 from kubernetes.leaderelection import electionconfig, leaderelection
 from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
 from kubernetes.watch.watch import iter_resp_lines
@@ -32,20 +34,34 @@ _lock = threading.Lock()
 _api_client: client.ApiClient | None = None
 
 Object = dict[str, Any]
+# one page at most: more approvals of one Promotion, or more policies, are never needed
+_LIST_LIMIT = 500
 
 
 def load_config(kubeconfig: str | None = None) -> None:
-    """Load in-cluster config when running in a Pod, else the kubeconfig."""
+    """The kubeconfig when one is given, else the in-cluster config in a Pod, else
+    ~/.kube/config (see `in_cluster`)."""
     global _api_client  # noqa: PLW0603 - one shared client per process
     with _lock:
         _load(kubeconfig)
         _api_client = client.ApiClient()
 
 
+def in_cluster(kubeconfig: str | None = None) -> bool:
+    """Whether to connect as the Pod's ServiceAccount: no kubeconfig was given (`kubeconfig`,
+    the --kubeconfig flag, or $KUBECONFIG) and the process runs in a Pod (the kubelet's
+    service address and the mounted token are there). controller-runtime's order."""
+    if kubeconfig or os.environ.get("KUBECONFIG"):
+        return False
+    return bool(os.environ.get(incluster_config.SERVICE_HOST_ENV_NAME)) and os.path.isfile(
+        incluster_config.SERVICE_TOKEN_FILENAME
+    )
+
+
 def _load(kubeconfig: str | None) -> None:
-    try:
+    if in_cluster(kubeconfig):
         config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except config.ConfigException:
+    else:
         config.load_kube_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
 
 
@@ -81,6 +97,14 @@ class ClusterAPI(Protocol):
         """Merge-patch `.status` of one of our objects."""
         ...
 
+    def list_approvals(self, namespace: str, promotion: str) -> list[Object]:
+        """Return the PromotionApprovals naming one Promotion."""
+        ...
+
+    def list_promotion_policies(self) -> list[Object]:
+        """Return the cluster's PromotionPolicies."""
+        ...
+
     def delete_promotion(self, namespace: str, name: str, uid: str) -> None:
         """Delete a Promotion, only if it is still the object with this uid."""
         ...
@@ -95,6 +119,10 @@ class ClusterAPI(Protocol):
 
     def list_deployments(self, namespace: str, selector: str | None) -> list[Object]:
         """Return the Deployments in a namespace as plain dicts."""
+        ...
+
+    def get_argocd_project(self, namespace: str, name: str) -> Object:
+        """Return an Argo CD AppProject; raise NotFoundError."""
         ...
 
     def refresh_argocd_application(self, namespace: str, name: str) -> None:
@@ -242,6 +270,28 @@ class Cluster:
             response.close()
             response.release_conn()
 
+    def list_approvals(self, namespace: str, promotion: str) -> list[Object]:
+        """Return the PromotionApprovals naming one Promotion (a field selector: filtered
+        server-side, so the cost is this Promotion's approvals, not the namespace's)."""
+        with _translated(f"list promotionapprovals in {namespace}"):
+            result = self._custom.list_namespaced_custom_object(
+                API_GROUP,
+                API_VERSION,
+                namespace,
+                "promotionapprovals",
+                field_selector=f"spec.promotion={promotion}",
+                limit=_LIST_LIMIT,
+            )
+        return cast(list[Object], cast(Object, result).get("items", []))
+
+    def list_promotion_policies(self) -> list[Object]:
+        """Return the cluster's PromotionPolicies (a platform team's few objects)."""
+        with _translated("list promotionpolicies"):
+            result = self._custom.list_cluster_custom_object(
+                API_GROUP, API_VERSION, "promotionpolicies", limit=_LIST_LIMIT
+            )
+        return cast(list[Object], cast(Object, result).get("items", []))
+
     def patch_status(self, plural: str, namespace: str, name: str, status: Object) -> None:
         """Merge-patch `.status` of one of our objects (through the status subresource)."""
         with _translated(f"patch {plural}/{name} status in {namespace}"):
@@ -272,6 +322,10 @@ class Cluster:
     def get_argocd_application(self, namespace: str, name: str) -> Object:
         """Return an Argo CD Application; raise NotFoundError."""
         return self._get_custom("argoproj.io", namespace, "applications", name)
+
+    def get_argocd_project(self, namespace: str, name: str) -> Object:
+        """Return an Argo CD AppProject (its sync windows); raise NotFoundError."""
+        return self._get_custom("argoproj.io", namespace, "appprojects", name)
 
     def refresh_argocd_application(self, namespace: str, name: str) -> None:
         """Set `argocd.argoproj.io/refresh: normal`: Argo CD then compares the Application

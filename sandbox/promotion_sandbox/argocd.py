@@ -126,5 +126,7 @@ def install_crds(kube: Kube) -> None:
         "--for=condition=Established",
         "crd/promotions.promotion.gitops.dev",
         "crd/environments.promotion.gitops.dev",
+        "crd/promotionapprovals.promotion.gitops.dev",
+        "crd/promotionpolicies.promotion.gitops.dev",
         "crd/applications.argoproj.io",
     )

@@ -60,6 +60,7 @@ def requested_by_policy(kube: Kube) -> Iterator[str]:
         d
         for d in render_chart(kube, "promotion-system")
         if d["kind"].startswith("MutatingAdmissionPolicy")
+        and "requested-by" in d["metadata"]["name"]
     ]
     assert [d["kind"] for d in policy] == [
         "MutatingAdmissionPolicy",
@@ -213,9 +214,17 @@ def test_operator_promotes_under_the_charts_identity(
         ("update", "promotions.promotion.gitops.dev", False),
         ("delete", "promotions.promotion.gitops.dev", False),
         ("delete", "environments.promotion.gitops.dev", False),
+        # the gates: read approvals and policies, never write them (no self-approval)
+        ("list", "promotionapprovals.promotion.gitops.dev", True),
+        ("create", "promotionapprovals.promotion.gitops.dev", False),
+        ("delete", "promotionapprovals.promotion.gitops.dev", False),
+        ("list", "promotionpolicies.promotion.gitops.dev", True),
+        ("patch", "promotionpolicies.promotion.gitops.dev", False),
         ("get", "applications.argoproj.io", True),
         # only to set the refresh annotation after a push
         ("patch", "applications.argoproj.io", True),
+        ("get", "appprojects.argoproj.io", True),  # health.argocd.syncWindows
+        ("patch", "appprojects.argoproj.io", False),
         ("update", "leases.coordination.k8s.io", True),
         ("delete", "leases.coordination.k8s.io", False),
         ("list", "deployments.apps", True),
@@ -248,6 +257,7 @@ def installed_watching(kube: Kube) -> Iterator[tuple[str, str, str, str]]:
     ) == sorted(
         [
             ("ClusterRole", ""),
+            ("ClusterRole", ""),  # the approver role, for people (bound by the platform team)
             ("ClusterRoleBinding", ""),
             ("Role", release_ns),  # the leader-election Lease
             ("RoleBinding", release_ns),
@@ -325,7 +335,11 @@ def test_with_watch_namespaces_a_secret_elsewhere_is_forbidden(
 def test_without_watch_namespaces_secrets_stay_a_cluster_wide_get(kube: Kube) -> None:
     documents = render_chart(kube, "promotion-system")
 
-    cluster_role = next(d for d in documents if d["kind"] == "ClusterRole")
+    cluster_role = next(
+        d
+        for d in documents
+        if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "promotion-operator"
+    )
     secret_rules = [r for r in cluster_role["rules"] if "secrets" in r["resources"]]
     assert secret_rules == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
     roles = [d for d in documents if d["kind"] in ("Role", "RoleBinding")]

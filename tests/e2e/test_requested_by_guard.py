@@ -35,7 +35,11 @@ def guarded(kube: Kube) -> Iterator[str]:
     """Both requested-by policies of the chart, bound to a fresh namespace; yields it."""
     work_ns = f"guard-{uuid.uuid4().hex[:8]}"
     kube.kubectl("create", "namespace", work_ns)
-    policies = [d for d in render_chart(kube, "promotion-system") if d["kind"] in POLICY_KINDS]
+    policies = [
+        d
+        for d in render_chart(kube, "promotion-system")
+        if d["kind"] in POLICY_KINDS and "requested-by" in d["metadata"]["name"]
+    ]
     assert sorted(d["kind"] for d in policies) == sorted(POLICY_KINDS)
     for doc in policies:
         doc["metadata"]["name"] += f"-{work_ns}"

@@ -58,6 +58,9 @@ class FakeCluster:
     promotions: dict[Key, Object] = field(default_factory=dict)
     secrets: dict[Key, dict[str, bytes]] = field(default_factory=dict)
     applications: dict[Key, Object] = field(default_factory=dict)
+    approvals: dict[Key, Object] = field(default_factory=dict)
+    projects: dict[Key, Object] = field(default_factory=dict)
+    policies: dict[str, Object] = field(default_factory=dict)
     deployments: dict[str, list[Object]] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     status_writes: int = 0
@@ -77,6 +80,20 @@ class FakeCluster:
             for (ns, _), obj in self.promotions.items()
             if ns == namespace and (obj.get("spec") or {}).get("environment") == environment
         ]
+
+    def list_approvals(self, namespace: str, promotion: str) -> list[Object]:
+        """Return the approvals naming one Promotion (as the field selector would)."""
+        self._maybe_fail()
+        return [
+            copy.deepcopy(obj)
+            for (ns, _), obj in self.approvals.items()
+            if ns == namespace and (obj.get("spec") or {}).get("promotion") == promotion
+        ]
+
+    def list_promotion_policies(self) -> list[Object]:
+        """Return the cluster-scoped policies."""
+        self._maybe_fail()
+        return [copy.deepcopy(obj) for obj in self.policies.values()]
 
     def patch_status(self, plural: str, namespace: str, name: str, status: Object) -> None:
         """Merge-patch the stored object's status."""
@@ -98,6 +115,10 @@ class FakeCluster:
     def get_argocd_application(self, namespace: str, name: str) -> Object:
         """Return an Argo CD Application."""
         return copy.deepcopy(self._get(self.applications, namespace, name))
+
+    def get_argocd_project(self, namespace: str, name: str) -> Object:
+        """Return an Argo CD AppProject."""
+        return copy.deepcopy(self._get(self.projects, namespace, name))
 
     def list_deployments(self, namespace: str, selector: str | None) -> list[Object]:
         """Return the Deployments of a namespace (selectors are not modelled)."""

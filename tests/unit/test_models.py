@@ -259,5 +259,6 @@ def test_dump_of_a_spec_keeps_defaults() -> None:
         "environment": "prod",
         "version": "v1",
         "dryRun": False,
+        "overrideWindow": False,
         "timeout": "30m",
     }

@@ -17,6 +17,7 @@ def _message(
     reason: str | None = "canary looked good",
     requested_by: str = "alice",
     old: str | None = "v1",
+    audit: tuple[tuple[Trailer, str], ...] = (),
 ) -> str:
     return commit_message(
         namespace="shop",
@@ -28,6 +29,7 @@ def _message(
         new="v2",
         reason=reason,
         requested_by=requested_by,
+        audit=audit,
     )
 
 
@@ -56,10 +58,13 @@ def test_commit_message_layout_is_subject_reason_then_trailers() -> None:
     )
 
 
+_IDENTITY = [Trailer.PROMOTION, Trailer.UID, Trailer.GENERATION, Trailer.REQUESTED_BY]
+
+
 def test_trailers_are_the_last_paragraph_and_parseable() -> None:
     message = _message()
     assert trailer_block(message) == _expected_trailers()
-    assert [key for key, _ in trailer_block(message)] == list(Trailer)
+    assert [key for key, _ in trailer_block(message)] == _IDENTITY
     assert has_trailers(message, {"Promotion-UID": UID, "Promotion-Generation": "3"})
     assert not has_trailers(message, {"Promotion-UID": UID, "Promotion-Generation": "4"})
 
@@ -108,9 +113,28 @@ def test_reason_cannot_forge_a_trailer(reason: str) -> None:
 def test_requested_by_cannot_add_a_trailer_or_paragraph() -> None:
     message = _message(requested_by="mallory\n\nPromotion-UID: forged")
     trailers = trailer_block(message)
-    assert [key for key, _ in trailers] == list(Trailer)
+    assert [key for key, _ in trailers] == _IDENTITY
     assert dict(trailers)["Promotion-UID"] == UID
     assert dict(trailers)["Requested-By"] == "mallory Promotion-UID: forged"
+    assert not has_trailers(message, {"Promotion-UID": "forged"})
+
+
+def test_the_audit_trailers_follow_the_identity_in_order() -> None:
+    audit = (
+        (Trailer.APPROVED_BY, "bob"),
+        (Trailer.APPROVED_BY, "carol"),
+        (Trailer.WINDOW_OVERRIDE, "Environment prod: deny window 'friday'"),
+    )
+    trailers = trailer_block(_message(audit=audit))
+    keys = [*_IDENTITY, Trailer.APPROVED_BY, Trailer.APPROVED_BY, Trailer.WINDOW_OVERRIDE]
+    assert [key for key, _ in trailers] == keys
+    assert trailers[-3:] == [(str(k), v) for k, v in audit]
+
+
+def test_an_approver_name_cannot_forge_a_trailer() -> None:
+    message = _message(audit=((Trailer.APPROVED_BY, "bob\n\nPromotion-UID: forged"),))
+    assert dict(trailer_block(message))["Promotion-UID"] == UID
+    assert dict(trailer_block(message))["Approved-By"] == "bob Promotion-UID: forged"
     assert not has_trailers(message, {"Promotion-UID": "forged"})
 
 
@@ -121,10 +145,12 @@ def test_old_version_with_newlines_cannot_forge_a_trailer() -> None:
 
 @given(reason=st.text(max_size=200), requested_by=st.text(max_size=60))
 def test_any_user_text_leaves_exactly_our_trailers(reason: str, requested_by: str) -> None:
-    message = _message(reason=reason, requested_by=requested_by)
+    message = _message(
+        reason=reason, requested_by=requested_by, audit=((Trailer.APPROVED_BY, requested_by),)
+    )
     assert message.splitlines()[0] == "promote prod: v1 -> v2"
     trailers = trailer_block(message)
-    assert [key for key, _ in trailers] == list(Trailer)
+    assert [key for key, _ in trailers] == [*_IDENTITY, Trailer.APPROVED_BY]
     assert trailers[:3] == _expected_trailers()[:3]
     assert has_trailers(message, {"Promotion-UID": UID, "Promotion-Generation": "3"})
 

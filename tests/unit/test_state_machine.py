@@ -304,6 +304,80 @@ def _upstream_in_another_teams_namespace(world: World) -> None:
     world.cluster.environments[(NS, "dev")]["spec"]["health"]["argocd"]["namespace"] = "payroll"
 
 
+# -- gates: approvals and windows --------------------------------------------------------
+
+
+def approval(
+    by: str,
+    *,
+    groups: tuple[str, ...] = (),
+    version: str = NEW,
+    generation: int = 1,
+    created: dt.datetime = T0 + dt.timedelta(seconds=5),
+) -> Object:
+    """A PromotionApproval of p1 as stored after the admission policy stamped its approver."""
+    return {
+        "metadata": {"name": f"p1-{by}-{generation}", "namespace": NS,
+                     "creationTimestamp": timestamp(created)},
+        "spec": {"promotion": "p1", "generation": generation, "version": version,
+                 "approver": {"username": by, "groups": list(groups)}},
+    }  # fmt: skip
+
+
+def _approved_by(*approvals: Object) -> Callable[[World], None]:
+    def arrange(world: World) -> None:
+        world.cluster.environments[(NS, "prod")]["spec"]["approval"] = {
+            "required": 1,
+            "users": ["alice", "bob"],
+            "groups": ["release-managers"],
+        }
+        for obj in approvals:
+            world.cluster.approvals[(NS, obj["metadata"]["name"])] = obj
+
+    return arrange
+
+
+def _windows(*windows: dict[str, Any]) -> Callable[[World], None]:
+    return _set(windows=list(windows))
+
+
+def _policy(**spec: Any) -> Callable[[World], None]:
+    def arrange(world: World) -> None:
+        world.cluster.policies["stop"] = {"metadata": {"name": "stop"}, "spec": spec}
+
+    return arrange
+
+
+def _closed_for(minutes: int, name: str = "release") -> dict[str, Any]:
+    return {"kind": "deny", "name": name, "until": timestamp(T0 + dt.timedelta(minutes=minutes))}
+
+
+def _argocd_sync_window(**window: Any) -> Callable[[World], None]:
+    """prod observed through Argo CD Application `prod` of AppProject `tv`, which has one
+    sync window."""
+
+    def arrange(world: World) -> None:
+        spec = world.cluster.environments[(NS, "prod")]["spec"]
+        spec["health"] = {"argocd": {"application": "prod", "syncWindows": True}}
+        app = application({APP: NEW, WORKER: NEW})
+        app["spec"] = {"project": "tv", "destination": {"namespace": "tvhub-prod"}}
+        world.cluster.applications[("argocd", "prod")] = app
+        world.cluster.projects[("argocd", "tv")] = {"spec": {"syncWindows": [window]}}
+
+    return arrange
+
+
+def _both(*arrangements: Callable[[World], None]) -> Callable[[World], None]:
+    def arrange(world: World) -> None:
+        for arrangement in arrangements:
+            arrangement(world)
+
+    return arrange
+
+
+_GATED = (("VersionPattern", "Passed"), ("TagExists", "Passed"), ("TagExists", "Passed"))
+
+
 CASES = {
     "a health source in another team's namespace fails": Case(
         _upstream_in_another_teams_namespace,
@@ -419,6 +493,148 @@ CASES = {
             ("Soak", "Passed"),
         ),
     ),
+    "an allowed approver's approval promotes": Case(
+        _approved_by(approval("bob")),
+        Phase.SUCCEEDED,
+        Reason.PROMOTED,
+        "promoted",
+        commits=1,
+        checks=(*_GATED, ("Approval", "Passed")),
+    ),
+    "a member of an allowed group approves": Case(
+        _approved_by(approval("carol", groups=("system:authenticated", "release-managers"))),
+        Phase.SUCCEEDED,
+        Reason.PROMOTED,
+        "promoted",
+        commits=1,
+    ),
+    "the requester approving their own Promotion does not count": Case(
+        _approved_by(approval("alice")),
+        Phase.FAILED,
+        Reason.AWAITING_APPROVAL,
+        "alice (the requester cannot approve their own Promotion)",
+        checks=(*_GATED, ("Approval", "Waiting")),
+        spec={"timeout": "2m"},
+    ),
+    "an approver outside the allowed users and groups does not count": Case(
+        _approved_by(approval("mallory", groups=("developers",))),
+        Phase.FAILED,
+        Reason.AWAITING_APPROVAL,
+        "0 of 1 approval; not counted: mallory (not in approval.users or approval.groups)",
+        spec={"timeout": "2m"},
+    ),
+    "an approval of another version does not count": Case(
+        _approved_by(approval("bob", version=NEWER)),
+        Phase.FAILED,
+        Reason.AWAITING_APPROVAL,
+        "0 of 1 approval; 1 for an earlier generation or another version",
+        spec={"timeout": "2m"},
+    ),
+    "an approval older than the Promotion does not count": Case(
+        _approved_by(approval("bob", created=T0 - dt.timedelta(days=1))),
+        Phase.FAILED,
+        Reason.AWAITING_APPROVAL,
+        "1 for an earlier generation",
+        spec={"timeout": "1m"},
+    ),
+    "a closed window waits, then it promotes when the window opens": Case(
+        _windows(_closed_for(10)),
+        Phase.SUCCEEDED,
+        Reason.PROMOTED,
+        "promoted",
+        commits=1,
+        checks=(*_GATED, ("PromotionWindow", "Passed")),
+    ),
+    "a window that opens after the timeout fails with WindowClosed": Case(
+        _windows(_closed_for(60)),
+        Phase.FAILED,
+        Reason.WINDOW_CLOSED,
+        "after this Promotion's timeout",
+        checks=(*_GATED, ("PromotionWindow", "Waiting")),
+        spec={"timeout": "5m"},
+    ),
+    "overrideWindow passes an Environment's window": Case(
+        _windows(_closed_for(600)),
+        Phase.SUCCEEDED,
+        Reason.PROMOTED,
+        "promoted",
+        commits=1,
+        spec={"overrideWindow": True},
+    ),
+    "a PromotionPolicy freeze stops the line": Case(
+        _policy(freeze=True, message="incident 42"),
+        Phase.FAILED,
+        Reason.PROMOTIONS_FROZEN,
+        "frozen by PromotionPolicy stop: incident 42",
+        spec={"timeout": "2m"},
+    ),
+    "overrideWindow never passes a freeze": Case(
+        _policy(freeze=True),
+        Phase.FAILED,
+        Reason.PROMOTIONS_FROZEN,
+        "frozen by PromotionPolicy stop",
+        spec={"timeout": "2m", "overrideWindow": True},
+    ),
+    "overrideWindow does not pass a policy's window unless the policy allows it": Case(
+        _policy(windows=[_closed_for(600, "quarter-end")]),
+        Phase.FAILED,
+        Reason.WINDOW_CLOSED,
+        "PromotionPolicy stop: deny window 'quarter-end'",
+        spec={"timeout": "2m", "overrideWindow": True},
+    ),
+    "a freeze of other namespaces leaves this one alone": Case(
+        _policy(freeze=True, namespaces=["payroll"]),
+        Phase.SUCCEEDED,
+        Reason.PROMOTED,
+        "promoted",
+        commits=1,
+        checks=_GATED,
+    ),
+    "overrideWindow passes a policy's window that allows overrides": Case(
+        _policy(windows=[_closed_for(600, "quarter-end")], allowOverride=True),
+        Phase.SUCCEEDED,
+        Reason.PROMOTED,
+        "promoted",
+        commits=1,
+        spec={"overrideWindow": True},
+    ),
+    "an Argo CD sync window that blocks prod holds the push": Case(
+        _argocd_sync_window(
+            kind="deny", schedule="0 12 * * *", duration="1h", applications=["pro*"]
+        ),
+        Phase.FAILED,
+        Reason.WINDOW_CLOSED,
+        "Argo CD AppProject tv: deny sync window '0 12 * * *' (UTC, 1h); opens at "
+        "2025-08-19T13:00:00Z",
+        spec={"timeout": "5m"},
+    ),
+    "an Argo CD sync window for other namespaces does not hold it": Case(
+        _argocd_sync_window(
+            kind="deny", schedule="0 12 * * *", duration="1h", namespaces=["payments-*"]
+        ),
+        Phase.SUCCEEDED,
+        Reason.PROMOTED,
+        "promoted",
+        commits=1,
+        checks=(*_GATED, ("PromotionWindow", "Passed")),
+    ),
+    "an unreadable Argo CD sync window holds (fails closed)": Case(
+        _argocd_sync_window(
+            kind="deny", schedule="0 12 * * *", duration="an hour", applications=["*"]
+        ),
+        Phase.FAILED,
+        Reason.INVALID_SPEC,
+        "sync window 0 has no readable duration",
+        spec={"timeout": "1m"},
+    ),
+    "a dry run is not held by a closed window or a missing approval": Case(
+        _both(_windows(_closed_for(600)), _approved_by()),
+        Phase.SUCCEEDED,
+        Reason.DRY_RUN,
+        "dry run: prod would move to " + NEW,
+        checks=(*_GATED, ("Approval", "Passed"), ("PromotionWindow", "Passed")),
+        spec={"dryRun": True},
+    ),
     "a dry run shows the diff and pushes nothing": Case(
         _nothing,
         Phase.SUCCEEDED,
@@ -493,6 +709,55 @@ def test_the_generation_ends_where_it_should(case: Case) -> None:
         assert [(c["name"], c["status"]) for c in status["checks"]] == list(case.checks)
     warned = any(event.warning for event in world.cluster.events)
     assert warned == (case.warns if case.warns is not None else case.phase == Phase.FAILED)
+
+
+def test_a_closed_window_is_looked_at_again_exactly_when_it_opens() -> None:
+    world = World()
+    _windows(_closed_for(10))(world)
+    world.add(promotion())
+
+    status = world.drive()["status"]
+
+    assert status["phase"] == Phase.SUCCEEDED
+    assert sum(world.delays) == 600.0  # the backoff, shortened to land on the opening
+    waiting = next(e for e in world.cluster.events if e.reason == "Verifying")
+    assert "deny window 'release'" in waiting.message
+    assert f"opens at {timestamp(T0 + dt.timedelta(minutes=10))}" in waiting.message
+
+
+def test_approvers_and_an_override_are_in_the_commit_and_on_status() -> None:
+    world = World()
+    _approved_by(approval("bob"), approval("carol", groups=("release-managers",)),
+                 approval("alice"))(world)  # fmt: skip
+    world.cluster.environments[(NS, "prod")]["spec"]["approval"]["required"] = 2
+    _windows(_closed_for(600, "friday"))(world)
+    world.add(promotion(overrideWindow=True))
+
+    status = world.drive()["status"]
+
+    trailers = trailer_block(world.repo.head.message)
+    assert [v for k, v in trailers if k == "Approved-By"] == ["bob", "carol"]
+    assert dict(trailers)["Window-Override"] == "Environment prod: deny window 'friday'"
+    assert status["approvedBy"] == ["bob", "carol"]
+    record = next(c for c in status["checks"] if c["name"] == "Approval")
+    assert record["message"].startswith("2 of 2 approvals (bob, carol); not counted: alice")
+
+
+def test_a_new_version_needs_a_new_approval() -> None:
+    world = World()
+    _approved_by(approval("bob"))(world)
+    world.add(promotion(timeout="1m"))
+    world.drive()
+    assert world.new_commits == 1
+    obj = world.cluster.promotions[(NS, "p1")]
+    obj["metadata"]["generation"] = 2
+    obj["spec"]["version"] = NEWER
+
+    status = world.drive()["status"]
+
+    assert status["phase"] == Phase.FAILED
+    assert "1 for an earlier generation or another version" in status["message"]
+    assert world.new_commits == 1
 
 
 def test_a_promotion_commit_carries_its_identity_and_the_status_names_it() -> None:

@@ -15,6 +15,8 @@ from promotion_operator import API_GROUP, API_VERSION
 from promotion_operator.domain.models import (
     EnvironmentSpec,
     EnvironmentStatus,
+    PromotionApprovalSpec,
+    PromotionPolicySpec,
     PromotionSpec,
     PromotionStatus,
 )
@@ -84,18 +86,27 @@ def _crd(
     plural: str,
     short_names: list[str],
     spec: type[BaseModel],
-    status: type[BaseModel],
+    status: type[BaseModel] | None,
     columns: list[dict[str, Any]],
     description: str,
     selectable: tuple[str, ...] = (),
+    scope: str = "Namespaced",
 ) -> dict[str, Any]:
+    properties: dict[str, Any] = {
+        "apiVersion": {"type": "string"},
+        "kind": {"type": "string"},
+        "metadata": {"type": "object"},
+        "spec": model_schema(spec),
+    }
+    if status is not None:
+        properties["status"] = model_schema(status)
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {"name": f"{plural}.{API_GROUP}"},
         "spec": {
             "group": API_GROUP,
-            "scope": "Namespaced",
+            "scope": scope,
             "names": {
                 "kind": kind,
                 "listKind": f"{kind}List",
@@ -109,7 +120,7 @@ def _crd(
                     "name": API_VERSION,
                     "served": True,
                     "storage": True,
-                    "subresources": {"status": {}},
+                    **({"subresources": {"status": {}}} if status is not None else {}),
                     **(
                         {"selectableFields": [{"jsonPath": path} for path in selectable]}
                         if selectable
@@ -121,13 +132,7 @@ def _crd(
                             "type": "object",
                             "description": description,
                             "required": ["spec"],
-                            "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
-                                "spec": model_schema(spec),
-                                "status": model_schema(status),
-                            },
+                            "properties": properties,
                         }
                     },
                 }
@@ -181,6 +186,39 @@ def custom_resource_definitions() -> dict[str, dict[str, Any]]:
                 _column("Phase", ".status.phase"),
                 _column("Commit", ".status.shortCommit"),
                 _column("Message", ".status.message", priority=1),
+                _AGE,
+            ],
+        ),
+        f"{API_GROUP}_promotionapprovals.yaml": _crd(
+            kind="PromotionApproval",
+            plural="promotionapprovals",
+            short_names=["papproval"],
+            spec=PromotionApprovalSpec,
+            status=None,
+            # the Approval check lists one Promotion's approvals, filtered by the API server
+            selectable=(".spec.promotion",),
+            description="One person's approval of one generation of a Promotion; who "
+            "approved is stamped by the API server's admission policy.",
+            columns=[
+                _column("Promotion", ".spec.promotion"),
+                _column("Version", ".spec.version"),
+                _column("Approver", ".spec.approver.username"),
+                _column("Generation", ".spec.generation", priority=1, kind="integer"),
+                _AGE,
+            ],
+        ),
+        f"{API_GROUP}_promotionpolicies.yaml": _crd(
+            kind="PromotionPolicy",
+            plural="promotionpolicies",
+            short_names=["ppolicy"],
+            spec=PromotionPolicySpec,
+            status=None,
+            scope="Cluster",
+            description="Operator-wide gates a platform team owns: a freeze that stops "
+            "every Promotion (stop the line) and promotion windows for every Environment.",
+            columns=[
+                _column("Freeze", ".spec.freeze", kind="boolean"),
+                _column("Message", ".spec.message"),
                 _AGE,
             ],
         ),

@@ -44,6 +44,10 @@ class Reason(StrEnum):
     UPSTREAM_HAS_NO_HEALTH = "UpstreamHasNoHealth"
     HEALTH_NAMESPACE_FORBIDDEN = "HealthNamespaceForbidden"
     SOAKING = "Soaking"
+    # gates
+    AWAITING_APPROVAL = "AwaitingApproval"
+    WINDOW_CLOSED = "WindowClosed"
+    PROMOTIONS_FROZEN = "PromotionsFrozen"
     # git
     GIT_AUTH_FAILED = "GitAuthFailed"
     GIT_NOT_FOUND = "GitNotFound"
@@ -72,6 +76,8 @@ class CheckName(StrEnum):
     UPSTREAM_HEALTHY = "UpstreamHealthy"
     UPSTREAM_VERSION = "UpstreamVersion"
     SOAK = "Soak"
+    APPROVAL = "Approval"
+    WINDOW = "PromotionWindow"
 
 
 class PromotionError(Exception):

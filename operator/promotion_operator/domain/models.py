@@ -7,15 +7,18 @@ generated from these models by `promotion_operator.domain.crdgen`; a test fails 
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from cronsim import CronSim, CronSimError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from promotion_operator.domain.images import TAG_PATTERN
 from promotion_operator.domain.patterns import compile_version_pattern
+from promotion_operator.domain.windows import Schedule, schedule_fires
 
 DEFAULT_VERSION_PATTERN = r"^v\d{8}-[0-9a-f]{7,40}$"
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
@@ -127,6 +130,11 @@ class ArgoCDHealth(Model):
 
     application: Name = Field(description="Application name.")
     namespace: Name = Field(default="argocd", description="Namespace of the Application.")
+    sync_windows: bool = Field(
+        default=False,
+        description="When this Environment is promoted, also wait while the sync windows of "
+        "the Application's AppProject would block an automated sync.",
+    )
 
 
 class DeploymentsHealth(Model):
@@ -173,6 +181,146 @@ class HealthSources(Model):
     http: HTTPHealth | None = None
 
 
+class ApprovalPolicy(Model):
+    """Four eyes: how many people other than the requester must approve a Promotion."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.users) || has(self.groups)",
+                    "message": "approval needs users or groups: who may approve",
+                }
+            ]
+        }
+    )
+
+    required: int = Field(default=1, ge=1, le=16, description="Distinct approvers needed.")
+    users: list[Annotated[str, Field(min_length=1, max_length=253)]] | None = Field(
+        default=None,
+        max_length=64,
+        description="Usernames (as the API server authenticates them) who may approve.",
+    )
+    groups: list[Annotated[str, Field(min_length=1, max_length=253)]] | None = Field(
+        default=None, max_length=64, description="Groups whose members may approve."
+    )
+
+    @model_validator(mode="after")
+    def _someone_may_approve(self) -> ApprovalPolicy:
+        if not self.users and not self.groups:
+            raise ValueError("approval needs users or groups: who may approve")
+        return self
+
+    def allows(self, username: str, groups: list[str]) -> bool:
+        """Whether this user may approve (in `users`, or in one of `groups`)."""
+        return username in (self.users or ()) or bool(set(groups) & set(self.groups or ()))
+
+
+class WindowKind(StrEnum):
+    """Whether promotions may happen only inside (allow) or never inside (deny) a window."""
+
+    ALLOW = "allow"
+    DENY = "deny"
+
+
+MAX_WINDOW_DURATION = timedelta(days=366)
+_CRON_ORIGIN = datetime(2000, 1, 1)  # any moment: a schedule that parses, iterates
+
+
+class Window(Model):
+    """A promotion window: a cron schedule with a duration, or one absolute from..until."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.schedule) ? has(self.duration) && !has(self.until) "
+                    "&& !has(self.from) : has(self.until) && !has(self.duration)",
+                    "message": "a window is either schedule + duration, or until (and from)",
+                }
+            ]
+        }
+    )
+
+    name: str | None = Field(default=None, max_length=128, description="Shown when it blocks.")
+    kind: WindowKind = Field(description="allow: only inside; deny: never inside.")
+    schedule: str | None = Field(
+        default=None,
+        max_length=128,
+        description="Cron expression (5 fields) of when the window opens, e.g. `0 9 * * 1-4`.",
+    )
+    duration: Duration | None = Field(
+        default=None, description="How long the window stays open after each start."
+    )
+    time_zone: str = Field(
+        default="UTC",
+        max_length=64,
+        description="IANA time zone the schedule is read in, e.g. Europe/Berlin.",
+    )
+    from_: AwareDatetime | None = Field(
+        default=None, alias="from", description="Start of a one-off window (RFC 3339)."
+    )
+    until: AwareDatetime | None = Field(
+        default=None, description="End of a one-off window (RFC 3339)."
+    )
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                CronSim(value, _CRON_ORIGIN)
+            except CronSimError as error:
+                raise ValueError(f"invalid cron schedule {value!r}: {error}") from None
+            if not schedule_fires(value):
+                raise ValueError(f"cron schedule {value!r} never fires")
+        return value
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone_exists(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}: use an IANA name") from None
+        return value
+
+    @field_validator("duration")
+    @classmethod
+    def _duration_bounded(cls, value: str | None) -> str | None:
+        if value is not None and parse_duration(value) > MAX_WINDOW_DURATION:
+            raise ValueError("a window lasts at most 8784h (366 days)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Window:
+        scheduled = self.schedule is not None and self.duration is not None
+        absolute = self.until is not None and self.schedule is None and self.duration is None
+        if not (scheduled or absolute):
+            raise ValueError("a window is either schedule + duration, or until (and from)")
+        return self
+
+    def label(self) -> str:
+        """How status names this window."""
+        if self.name:
+            return f"{self.kind.value} window {self.name!r}"
+        if self.schedule is not None:
+            return f"{self.kind.value} window {self.schedule!r} ({self.time_zone}, {self.duration})"
+        return f"{self.kind.value} window until {self.until}"
+
+    def schedule_of(self, source: str) -> Schedule:
+        """This window for the arithmetic of `domain.windows`, labelled with its source."""
+        return Schedule(
+            label=f"{source}: {self.label()}",
+            deny=self.kind == WindowKind.DENY,
+            cron=self.schedule,
+            duration=parse_duration(self.duration) if self.duration else timedelta(0),
+            zone=self.time_zone,
+            start=self.from_,
+            end=self.until,
+        )
+
+
 class EnvironmentSpec(Model):
     """One deployable target: a Kustomize overlay in a git repository."""
 
@@ -203,6 +351,14 @@ class EnvironmentSpec(Model):
         default=DEFAULT_VERSION_PATTERN,
         max_length=512,
         description="Regular expression every promoted version must match.",
+    )
+    approval: ApprovalPolicy | None = Field(
+        default=None, description="Approvals a Promotion needs before it is pushed."
+    )
+    windows: list[Window] | None = Field(
+        default=None,
+        max_length=32,
+        description="When promotions may (allow) or may not (deny) happen.",
     )
 
     @field_validator("version_pattern")
@@ -272,6 +428,11 @@ class PromotionSpec(Model):
     )
     reason: str | None = Field(default=None, max_length=1024, description="Why, for humans.")
     dry_run: bool = Field(default=False, description="Verify and compute the diff, never push.")
+    override_window: bool = Field(
+        default=False,
+        description="Promote even while a promotion window is closed (never through a "
+        "PromotionPolicy freeze); recorded in the commit.",
+    )
     timeout: Duration = Field(
         default="30m",
         description="Give up waiting for checks (and, after the push, for the deployment) "
@@ -348,7 +509,69 @@ class PromotionStatus(Model):
         description="Who asked for this generation, recorded when it started (the commit's "
         "Requested-By).",
     )
+    approved_by: list[str] | None = Field(
+        default=None, description="Who approved this generation (the commit's Approved-By)."
+    )
     message: str | None = None
+
+
+class Approver(Model):
+    """Who approved: stamped by the chart's admission policy from the authenticated user."""
+
+    username: str = Field(min_length=1, max_length=253)
+    groups: list[Annotated[str, Field(max_length=253)]] | None = Field(default=None, max_length=256)
+
+
+class PromotionApprovalSpec(Model):
+    """One person's approval of one generation of one Promotion."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self == oldSelf",
+                    "message": "an approval cannot be changed: delete it and approve again",
+                }
+            ]
+        }
+    )
+
+    promotion: Name = Field(description="The Promotion (same namespace) approved.")
+    generation: int = Field(ge=1, description="The Promotion's metadata.generation approved.")
+    version: str = Field(
+        min_length=1, max_length=128, pattern=TAG_PATTERN, description="The version approved."
+    )
+    approver: Approver | None = Field(
+        default=None,
+        description="Set by the API server's admission policy from the authenticated user; "
+        "leave it out.",
+    )
+    comment: str | None = Field(default=None, max_length=1024, description="For humans.")
+
+
+class PromotionPolicySpec(Model):
+    """Operator-wide gates a platform team owns (cluster-scoped)."""
+
+    namespaces: list[Name] | None = Field(
+        default=None,
+        max_length=1024,
+        description="The namespaces this policy covers; leave out for the whole cluster.",
+    )
+    freeze: bool = Field(
+        default=False,
+        description="Stop the line: no Promotion in its namespaces is pushed while true.",
+    )
+    message: str | None = Field(
+        default=None, max_length=1024, description="Why, shown on every waiting Promotion."
+    )
+    windows: list[Window] | None = Field(
+        default=None, max_length=64, description="Windows for every Environment."
+    )
+    allow_override: bool = Field(
+        default=False,
+        description="Whether a Promotion's overrideWindow may pass this policy's windows "
+        "(never its freeze).",
+    )
 
 
 def dump(model: BaseModel) -> dict[str, Any]:

@@ -16,6 +16,8 @@ class Trailer(StrEnum):
     UID = "Promotion-UID"
     GENERATION = "Promotion-Generation"
     REQUESTED_BY = "Requested-By"
+    APPROVED_BY = "Approved-By"
+    WINDOW_OVERRIDE = "Window-Override"
 
 
 TRAILER_KEYS = tuple(Trailer)
@@ -42,6 +44,7 @@ def commit_message(
     new: str,
     reason: str | None,
     requested_by: str,
+    audit: Sequence[tuple[Trailer, str]] = (),
 ) -> str:
     """Return the commit message of a promotion: subject, reason, then the trailers.
 
@@ -56,6 +59,7 @@ def commit_message(
         f"{Trailer.PROMOTION}: {namespace}/{name}",
         *(f"{key}: {value}" for key, value in identity_trailers(uid, generation).items()),
         f"{Trailer.REQUESTED_BY}: {_one_line(requested_by)}",
+        *(f"{key}: {_one_line(value)}" for key, value in audit),
     ]
     return "\n".join(lines) + "\n"
 

@@ -79,6 +79,12 @@ def _only_versions(env: Environment, observation: Observation) -> Observation:
     return Observation(observation.health, images, message)
 
 
+def require_readable(config: OperatorConfig, env: Environment, field: str, namespace: str) -> None:
+    """Raise HealthNamespaceForbidden unless `env` may read `namespace` (its own, or one of
+    the operator's --health-namespace list)."""
+    _allowed(config, env, field, namespace)
+
+
 def _allowed(config: OperatorConfig, env: Environment, field: str, namespace: str) -> None:
     if namespace == env.namespace or namespace in config.health_namespaces:
         return

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from promotion_operator.domain.errors import (
@@ -26,6 +26,7 @@ from promotion_operator.domain.images import pinned_version
 from promotion_operator.domain.models import Check, Phase, PromotionStatus, dump
 from promotion_operator.domain.overlay import read_image_tags, set_image_tags, unified_diff
 from promotion_operator.domain.planning import (
+    Trailer,
     awaits_deployment,
     commit_message,
     history_to_prune,
@@ -131,8 +132,11 @@ def promote(
     promotion: Promotion,
     env: Environment,
     writer: StatusWriter,
+    *,
+    audit: Sequence[tuple[Trailer, str]] = (),
 ) -> None:
-    """Edit, commit and push under the repository lock; set the final status."""
+    """Edit, commit and push under the repository lock; set the final status. `audit` is
+    what the checks recorded for the commit's trailers."""
     repo = open_repository(config, ports, env)
     version = promotion.spec.version
     with repo.lock():
@@ -173,6 +177,7 @@ def promote(
             new=version,
             reason=promotion.spec.reason,
             requested_by=writer.status.requested_by or promotion.requested_by(),
+            audit=audit,
         )
 
         def before_push() -> None:
@@ -382,7 +387,9 @@ def _advance(
     # written by anyone else ("Promoting", say) is never proof that they did.
     records: list[Check] = []
     writer.status.checks = records  # filled as the checks run: a failing one shows too
-    verification = verify(CheckContext(config, ports, promotion, env, moment), records)
+    ctx = CheckContext(config, ports, promotion, env, moment)
+    verification = verify(ctx, records)
+    writer.status.approved_by = [v for k, v in ctx.audit if k == Trailer.APPROVED_BY] or None
     if verification.waiting is not None:
         if writer.phase == Phase.PROMOTING:
             writer.status.phase = Phase.VERIFYING  # true no longer: back to waiting
@@ -413,7 +420,7 @@ def _advance(
             message=writer.status.message,
         )
         writer.write(event_reason=Reason.PROMOTING)
-    promote(config, ports, promotion, env, writer)
+    promote(config, ports, promotion, env, writer, audit=ctx.audit)
     return None
 
 

@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from promotion_operator.domain.errors import CheckName, PromotionError, Reason, RetryableError
 from promotion_operator.domain.models import Check as CheckRecord
 from promotion_operator.domain.models import CheckState
+from promotion_operator.lifecycle.checks.approval import Approval
 from promotion_operator.lifecycle.checks.base import Check, CheckContext, Outcome
 from promotion_operator.lifecycle.checks.soak import Soak
 from promotion_operator.lifecycle.checks.tag_exists import TagExists
 from promotion_operator.lifecycle.checks.upstream_healthy import UpstreamHealthy
 from promotion_operator.lifecycle.checks.upstream_version import UpstreamVersion
 from promotion_operator.lifecycle.checks.version_pattern import VersionPattern
+from promotion_operator.lifecycle.checks.window import PromotionWindow
 
 CHECKS: tuple[Check, ...] = (
     VersionPattern(),
@@ -25,6 +27,8 @@ CHECKS: tuple[Check, ...] = (
     UpstreamHealthy(),
     UpstreamVersion(),
     Soak(),
+    Approval(),
+    PromotionWindow(),
 )
 
 __all__ = ["CHECKS", "Check", "CheckContext", "Outcome", "Verification", "verify"]

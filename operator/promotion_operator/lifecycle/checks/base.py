@@ -22,7 +22,9 @@ from promotion_operator.domain.errors import (
 )
 from promotion_operator.domain.models import Check as CheckRecord
 from promotion_operator.domain.models import CheckState
+from promotion_operator.domain.planning import Trailer
 from promotion_operator.health import Observation
+from promotion_operator.k8s import Object
 from promotion_operator.lifecycle.config import OperatorConfig
 from promotion_operator.lifecycle.credentials import registry_credentials
 from promotion_operator.lifecycle.objects import Environment, Promotion, load_environment
@@ -67,6 +69,13 @@ class Outcome:
             reason=self.reason,
         )
 
+    def for_dry_run(self, *, dry_run: bool) -> Outcome:
+        """A gate does not hold a dry run (nothing is pushed): waiting becomes passed, with
+        what a real run would wait for."""
+        if not dry_run or self.state != CheckState.WAITING:
+            return self
+        return Outcome.passed(self.target, f"dry run, not awaited: {self.message}")
+
     def error(self) -> PermanentError:
         """The permanent error a failed outcome stands for."""
         return PermanentError(self.reason or Reason.INVALID_SPEC, self.message)
@@ -96,6 +105,8 @@ class CheckContext:
         self.promotion = promotion
         self.env = env
         self.moment = moment
+        self.audit: list[tuple[Trailer, str]] = []
+        """What checks record for the commit's trailers (who approved, an override)."""
 
     @property
     def version(self) -> str:
@@ -110,6 +121,11 @@ class CheckContext:
             registry_credentials(self.ports.cluster, self.env),
             insecure=access.insecure if access else False,
         )
+
+    @functools.cached_property
+    def promotion_policies(self) -> list[Object]:
+        """The cluster's PromotionPolicies (cluster-scoped, a platform team's few)."""
+        return self.ports.cluster.list_promotion_policies()
 
     @functools.cached_property
     def upstream(self) -> Upstream:
