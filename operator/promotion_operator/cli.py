@@ -72,7 +72,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.leader_elect:
         _wait_for_leadership(args, k8s)
     kopf.run(
-        memo=kopf.Memo(config=config),
+        memo=kopf.Memo(config=config, namespaces=namespaces),
         standalone=True,
         clusterwide=not namespaces,
         namespaces=namespaces,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
+import json
 import logging
 import os
 import secrets
@@ -25,6 +26,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config import incluster_config
 from kubernetes.leaderelection import electionconfig, leaderelection
 from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
+from kubernetes.watch.watch import iter_resp_lines
 
 from promotion_operator import API_GROUP, API_VERSION
 from promotion_operator.domain.errors import Reason, RetryableError
@@ -159,6 +161,20 @@ def _translated(what: str) -> Iterator[None]:
         ) from None
 
 
+@dataclass(frozen=True)
+class Page:
+    """One page of a paginated LIST: its items, the token of the next page (None on the
+    last) and the list's resourceVersion (where a watch starts)."""
+
+    items: list[Object]
+    next_token: str | None
+    resource_version: str
+
+
+class WatchExpiredError(Exception):
+    """The watch's resourceVersion is too old (410 Gone): list again."""
+
+
 class Cluster:
     """Typed access to the objects the operator reads and writes."""
 
@@ -184,6 +200,84 @@ class Cluster:
                 field_selector=f"spec.environment={environment}",
             )
         return cast(list[Object], cast(Object, result).get("items", []))
+
+    def get_promotion(self, namespace: str, name: str) -> Object:
+        """Return one Promotion; raise NotFoundError."""
+        return self._get_custom(API_GROUP, namespace, "promotions", name)
+
+    def list_promotions_page(
+        self, namespace: str | None, *, limit: int, token: str | None, timeout: float = 60
+    ) -> Page:
+        """One page of Promotions (all namespaces when `namespace` is None): a bounded
+        read, so a year of history is never one response in memory."""
+        kwargs: dict[str, Any] = {"limit": limit, "_request_timeout": timeout}
+        if token:
+            kwargs["_continue"] = token
+        where = namespace or "all namespaces"
+        try:
+            with _translated(f"list promotions in {where}"):
+                if namespace is None:
+                    result = self._custom.list_cluster_custom_object(
+                        API_GROUP, API_VERSION, "promotions", **kwargs
+                    )
+                else:
+                    result = self._custom.list_namespaced_custom_object(
+                        API_GROUP, API_VERSION, namespace, "promotions", **kwargs
+                    )
+        except RetryableError as error:
+            if "answered 410" in error.message:
+                raise WatchExpiredError(error.message) from None
+            raise
+        page = cast(Object, result)
+        meta = page.get("metadata") or {}
+        return Page(
+            items=cast(list[Object], page.get("items") or []),
+            next_token=meta.get("continue") or None,
+            resource_version=str(meta.get("resourceVersion") or ""),
+        )
+
+    def watch_promotions(
+        self, namespace: str | None, resource_version: str, *, timeout: int = 300
+    ) -> Iterator[tuple[str, Object]]:
+        """Yield (ADDED | MODIFIED | DELETED | BOOKMARK, object) from `resource_version` on.
+
+        The server ends the watch after `timeout` seconds; every read has a deadline a
+        little past that (bookmarks keep a quiet watch talking), so a dead connection is
+        noticed. A 410 (history compacted) raises WatchExpiredError: list again.
+        """
+        kwargs: dict[str, Any] = {
+            "watch": True,
+            "resource_version": resource_version,
+            "allow_watch_bookmarks": True,
+            "timeout_seconds": timeout,
+            "_preload_content": False,
+            "_request_timeout": (10, timeout + 30),
+        }
+        with _translated(f"watch promotions in {namespace or 'all namespaces'}"):
+            response: Any
+            if namespace is None:
+                response = self._custom.list_cluster_custom_object(
+                    API_GROUP, API_VERSION, "promotions", **kwargs
+                )
+            else:
+                response = self._custom.list_namespaced_custom_object(
+                    API_GROUP, API_VERSION, namespace, "promotions", **kwargs
+                )
+        try:
+            for line in iter_resp_lines(response):  # type: ignore[no-untyped-call]
+                event = json.loads(line)
+                kind, obj = str(event.get("type")), cast(Object, event.get("object") or {})
+                if kind == "ERROR":
+                    if obj.get("code") == 410:
+                        raise WatchExpiredError(str(obj.get("message")))
+                    raise RetryableError(
+                        Reason.KUBERNETES_API_ERROR,
+                        f"watching promotions: {obj.get('code')} {obj.get('message')}",
+                    )
+                yield kind, obj
+        finally:
+            response.close()
+            response.release_conn()
 
     def list_approvals(self, namespace: str, promotion: str) -> list[Object]:
         """Return the PromotionApprovals naming one Promotion (a field selector: filtered

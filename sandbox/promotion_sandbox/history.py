@@ -42,10 +42,27 @@ def _service_values(rng: random.Random, service: int, step: int) -> str:
     )
 
 
-def add_history(repo: Path, commits: int, *, seed: int = 7, branch: str = "main") -> None:
-    """Append `commits` commits on `branch` of the bare `repo`, then pack it as a server would."""
+def _static_file(index: int) -> str:
+    """A manifest nobody edits (a monorepo holds thousands): a few hundred bytes."""
+    return (
+        f"# component {index}\napiVersion: v1\nkind: ConfigMap\n"
+        f"metadata: {{name: component-{index:05d}}}\n"
+        "data:\n" + "".join(f"  key{k}: value-{index}-{k}\n" for k in range(8))
+    )
+
+
+def add_history(
+    repo: Path, commits: int, *, seed: int = 7, branch: str = "main", files: int = 0
+) -> None:
+    """Append `commits` commits on `branch` of the bare `repo`, then pack it as a server would.
+
+    `files` more files (`platform/component-NNNNN.yaml`, never edited) land in the first
+    commit, so the tree is as wide as a monorepo's.
+    """
     rng = random.Random(seed)  # noqa: S311 - test data, not cryptography
-    start = int(dt.datetime(2023, 1, 2, tzinfo=dt.UTC).timestamp())
+    # one commit every 90 minutes, the newest a day old: a history never reaches into
+    # the future (a lookup "since an hour before the Promotion" must not meet years of it)
+    start = int(dt.datetime.now(dt.UTC).timestamp()) - commits * 5400 - 86400
     chunks: list[bytes] = []
 
     def data(text: str) -> None:
@@ -61,6 +78,9 @@ def add_history(repo: Path, commits: int, *, seed: int = 7, branch: str = "main"
         data(f"ci: bump svc-{touched[0]:03d} and {len(touched) - 1} more (build {step})\n")
         if step == 0:
             chunks.append(f"from refs/heads/{branch}^0\n".encode())
+            for index in range(files):
+                chunks.append(f"M 100644 inline platform/component-{index:05d}.yaml\n".encode())
+                data(_static_file(index))
         for service in touched:
             chunks.append(f"M 100644 inline apps/svc-{service:03d}/values.yaml\n".encode())
             data(_service_values(rng, service, step))

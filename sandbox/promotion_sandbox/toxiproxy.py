@@ -1,10 +1,10 @@
-"""toxiproxy (Shopify's TCP fault proxy) on loopback, and the few API calls the benches use.
+"""toxiproxy (Shopify's TCP proxy for network faults) on loopback, and a small client.
 
-`Toxiproxy(workdir).start()` runs the server with its API on a free loopback port;
-`proxy(name, upstream)` puts a proxy in front of a loopback `host:port` and returns a
-`Proxy` whose toxics (latency, timeout, reset_peer, slow_close, bandwidth, limit_data)
-are added and removed while traffic flows. The binary is built from the Go module proxy
-by `hack/build-binaries.sh`. (The WAN benchmark's branch has the same interface.)
+One server per `Toxiproxy`, its HTTP API on a free loopback port; `proxy()` puts a proxy
+in front of a loopback upstream and returns a `Proxy` whose toxics (latency, bandwidth,
+a cut connection, ...) can be added and removed while traffic flows. Used by the WAN
+benchmark (`bench/wan.py`) and the fault campaign. The binary is built from the Go module
+proxy by `hack/build-binaries.sh` (`github.com/Shopify/toxiproxy/v2/cmd/server@v2.5.0`).
 """
 
 from __future__ import annotations
@@ -31,13 +31,15 @@ def find_binary() -> Path:
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
     binary = cache / "promotion-operator" / "tools" / f"toxiproxy-{VERSION}" / "toxiproxy-server"
     if not binary.is_file():
-        raise FileNotFoundError(f"{binary} not found: run hack/build-binaries.sh")
+        raise FileNotFoundError(
+            f"{binary} not found: run hack/build-binaries.sh (or set {BINARY_ENV})"
+        )
     return binary
 
 
 @dataclass(frozen=True)
 class Proxy:
-    """One proxy: clients connect to `address` instead of the upstream."""
+    """One proxy of a running toxiproxy: connect to `port` instead of the upstream."""
 
     server: Toxiproxy
     name: str
@@ -49,19 +51,29 @@ class Proxy:
         return f"127.0.0.1:{self.port}"
 
     def add_toxic(self, kind: str, *, stream: str = "downstream", **attributes: Any) -> str:
-        """Add a toxic of type `kind` with its attributes; return its name."""
+        """Add a toxic (`latency` with latency/jitter ms, `bandwidth` with rate KB/s,
+        `timeout`, `reset_peer`, `slicer`, `limit_data`); returns its name."""
         name = f"{kind}-{stream}"
-        body = {"name": name, "type": kind, "stream": stream, "attributes": attributes}
-        self.server.api("POST", f"/proxies/{self.name}/toxics", body)
+        self.server.api(
+            "POST",
+            f"/proxies/{self.name}/toxics",
+            {"name": name, "type": kind, "stream": stream, "attributes": attributes},
+        )
         return name
 
     def remove_toxic(self, name: str) -> None:
-        """Remove one toxic."""
+        """Remove one toxic by name."""
         self.server.api("DELETE", f"/proxies/{self.name}/toxics/{name}")
 
     def set_enabled(self, *, enabled: bool) -> None:
         """Disabled, the proxy refuses connections and drops open ones (a network cut)."""
         self.server.api("POST", f"/proxies/{self.name}", {"enabled": enabled})
+
+    def wan(self, *, latency_ms: int = 25, rate_kbps: int = 6250) -> None:
+        """A WAN link: `latency_ms` each way and `rate_kbps` KB/s (6250 = 50 Mbit/s)."""
+        for stream in ("upstream", "downstream"):
+            self.add_toxic("latency", stream=stream, latency=latency_ms, jitter=0)
+            self.add_toxic("bandwidth", stream=stream, rate=rate_kbps)
 
 
 class Toxiproxy(procs.Service):
@@ -75,19 +87,14 @@ class Toxiproxy(procs.Service):
 
     @property
     def log(self) -> Path:
-        """The server's log."""
+        """The server's log file."""
         return self.workdir / "toxiproxy.log"
 
     def start(self) -> Toxiproxy:
         """Start the server and wait until its API answers."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        argv = [
-            str(self.binary or find_binary()),
-            "-host",
-            "127.0.0.1",
-            "-port",
-            str(self.api_port),
-        ]
+        binary = self.binary or find_binary()
+        argv = [str(binary), "-host", "127.0.0.1", "-port", str(self.api_port)]
         self.pid = procs.spawn(argv, self.log)
         try:
             procs.wait_until(self._answers, timeout=30, what="toxiproxy", log=self.log)
@@ -103,34 +110,42 @@ class Toxiproxy(procs.Service):
             self.pid = None
 
     def proxy(self, name: str, upstream: str) -> Proxy:
-        """A new proxy in front of `upstream` (loopback host:port), on a free port."""
+        """A new proxy in front of `upstream` (host:port on loopback), on a free port."""
         port = procs.free_port()
-        body = {"name": name, "listen": f"127.0.0.1:{port}", "upstream": upstream, "enabled": True}
-        self.api("POST", "/proxies", body)
+        self.api(
+            "POST",
+            "/proxies",
+            {"name": name, "listen": f"127.0.0.1:{port}", "upstream": upstream, "enabled": True},
+        )
         return Proxy(self, name, port)
 
     def reset(self) -> None:
-        """Every proxy enabled and every toxic removed."""
+        """Every proxy enabled again and every toxic removed."""
         self.api("POST", "/reset")
 
     def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        """One call of the HTTP API; the decoded answer (None when empty)."""
+        """One call of toxiproxy's HTTP API; the decoded answer (None when empty)."""
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(
             f"http://127.0.0.1:{self.api_port}{path}", data=data, method=method
         )
         request.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - loopback
+            with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
                 raw = answer.read()
         except urllib.error.HTTPError as error:
             detail = error.read().decode(errors="replace")
             raise RuntimeError(f"toxiproxy {method} {path}: {error.code} {detail}") from None
-        return json.loads(raw) if raw.strip() else None
+        if not raw.strip():
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError:  # /version answers plain text
+            return raw.decode(errors="replace").strip()
 
     def _answers(self) -> bool:
         try:
-            self.api("GET", "/proxies")
-        except (OSError, RuntimeError, ValueError):
+            self.api("GET", "/version")
+        except (OSError, RuntimeError):
             return False
         return True

@@ -217,8 +217,9 @@ class FakeRepository:
         with self._lock:
             yield
 
-    def sync(self) -> str:
+    def sync(self, *, if_stale: bool = False) -> str:
         """Nothing to fetch: the fake is its own remote."""
+        del if_stale
         return self.head.sha
 
     def read_file(self, relative: str) -> str:
@@ -254,9 +255,10 @@ class FakeRepository:
         max_attempts: int = 5,
         before_push: Callable[[], None] | None = None,
         synced: bool = False,
+        batch: bool = False,
     ) -> PushResult:
         """Apply the edit to the head and push it (or raise the next queued push error)."""
-        del max_attempts, synced
+        del max_attempts, synced, batch
         changes = edit(self.read_file)
         if not changes:
             return PushResult(None, 1, changed=False)

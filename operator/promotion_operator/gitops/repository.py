@@ -17,7 +17,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from promotion_operator.domain.errors import PermanentError, PromotionError, Reason
@@ -75,6 +75,32 @@ class PushResult:
     commit: str | None
     attempts: int
     changed: bool
+
+
+@dataclass
+class _Job:
+    """One promotion's edit waiting for the next batch push of its (url, branch)."""
+
+    edit: Edit
+    message: str
+    before_push: Callable[[], None] | None
+    done: threading.Event = field(default_factory=threading.Event)
+    result: PushResult | None = None
+    error: Exception | None = None
+
+    def finish(self, result: PushResult | None = None, error: Exception | None = None) -> None:
+        self.result, self.error = result, error
+        self.done.set()
+
+
+# Shared by every GitRepository of a clone (they are made per reconcile), keyed by the
+# clone folder: the jobs waiting for its next push, and whether the clone is known to
+# hold the remote branch as it is (set by a fetch or an accepted push of this process,
+# cleared by any failure: only then may a promotion skip its fetch).
+_GUARD = threading.Lock()
+_UNCONFIRMED = "\0unconfirmed"  # an edit with nothing to change on an unfetched tree
+_QUEUES: dict[Path, list[_Job]] = {}
+_FRESH: set[Path] = set()
 
 
 class GitRepository:
@@ -153,12 +179,18 @@ class GitRepository:
             touch(self._lock_path)  # the cache eviction's "last used"
             yield
 
-    def sync(self) -> str:
+    def sync(self, *, if_stale: bool = False) -> str:
         """Clone on first use, else fetch; hard-reset the worktree to origin/<branch>.
 
+        With `if_stale`, skip the fetch when this process's own last fetch or push left the
+        clone equal to the remote branch (no failure since). That is enough for looking up
+        this operator's own commits (only the leader pushes them, and a new leader's first
+        sync always fetches); a push still fails fast on a branch someone else moved.
         Returns the head commit sha.
         """
         with self.lock():
+            if if_stale and self._is_fresh() and self._has_clone():
+                return self._git("rev-parse", "HEAD")
             return self._sync_locked()
 
     def read_file(self, relative: str) -> str:
@@ -318,6 +350,7 @@ class GitRepository:
         max_attempts: int = 5,
         before_push: Callable[[], None] | None = None,
         synced: bool = False,
+        batch: bool = False,
     ) -> PushResult:
         """Apply `edit` to a fresh worktree, commit and push; re-apply on a moved branch.
 
@@ -329,12 +362,20 @@ class GitRepository:
         runs between commit and push (the crash-safety tests stop the process there), and
         may raise to abandon the push. `synced`: the caller holds the lock and has just
         synced, so the first attempt skips its own fetch.
+
+        `batch` (the caller must not hold the lock): the edit joins the queue of this
+        clone, and whoever takes the lock next commits every queued edit, one commit per
+        edit with its own message (so each Promotion's trailers stay its own), and pushes
+        them all at once. A burst of promotions to one branch then costs one fetch and one
+        push per batch instead of one per promotion.
         """
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         # Defence in depth: the caller builds the message, but a credential must never land
         # in the repository's history even if one slipped into a reason text.
         message = redact(message, self._secrets)
+        if batch:
+            return self._join_batch(_Job(edit, message, before_push), max_attempts)
         with self.lock():
             for attempt in range(1, max_attempts + 1):
                 if attempt > 1 or not synced:
@@ -360,6 +401,129 @@ class GitRepository:
             f"push to branch {self.branch} of {self._shown_url} was rejected as "
             f"non-fast-forward {max_attempts} times in a row: the branch keeps moving"
         )
+
+    def _join_batch(self, job: _Job, max_attempts: int) -> PushResult:
+        with _GUARD:
+            _QUEUES.setdefault(self._clone_dir, []).append(job)
+        try:
+            with self.lock():
+                if not job.done.is_set():
+                    with _GUARD:
+                        jobs = _QUEUES.pop(self._clone_dir, [])
+                    self._push_batch(jobs, max_attempts)
+        finally:
+            with _GUARD:  # gave up on the lock: never let another batch push it unseen
+                queued = _QUEUES.get(self._clone_dir, [])
+                if job in queued:
+                    queued.remove(job)
+        if job.error is not None:
+            raise job.error
+        if job.result is None:  # the lock wait ended before any batch took it
+            raise GitPushRejectedError(f"the push to branch {self.branch} did not happen")
+        return job.result
+
+    def _push_batch(self, jobs: list[_Job], max_attempts: int) -> None:
+        """Under the lock: commit each job's edit on a fresh tree, push all; retry the
+        pushed ones on top of a moved branch. Every job is finished on return."""
+        pending = list(jobs)
+        try:
+            for attempt in range(1, max_attempts + 1):
+                fetched = attempt > 1 or not self._is_fresh()  # else push optimistically
+                if fetched:
+                    self._sync_locked()
+                committed = self._commit_all(pending, attempt, fetched=fetched)
+                if committed is None:
+                    # "nothing to change" is a claim about the remote: fetch, then decide
+                    self._sync_locked()
+                    committed = self._commit_all(pending, attempt, fetched=True)
+                if not committed:
+                    return
+                if self._push():
+                    for job, commit in committed:
+                        job.finish(PushResult(commit, attempt, changed=True))
+                    return
+                pending = [job for job, _ in committed]
+            rejected = GitPushRejectedError(
+                f"push to branch {self.branch} of {self._shown_url} was rejected as "
+                f"non-fast-forward {max_attempts} times in a row: the branch keeps moving"
+            )
+            for job in pending:
+                job.finish(error=rejected)
+        except Exception as error:  # a failed fetch or push: every job still open shares it
+            self._forget_fresh()
+            for job in jobs:
+                if not job.done.is_set():
+                    job.finish(error=error)
+        finally:
+            for job in jobs:  # nothing may wait for ever
+                if not job.done.is_set():
+                    job.finish(error=GitPushRejectedError("the batch push ended early"))
+
+    def _commit_all(
+        self, jobs: list[_Job], attempt: int, *, fetched: bool
+    ) -> list[tuple[_Job, str]] | None:
+        """Commit every open job on the current head; the (job, commit) pairs to push.
+
+        None when the tree was not fetched in this attempt and an edit found nothing to
+        change: the clone may be behind someone else's commit, so that answer needs a
+        fetch (the caller syncs, which also drops this pass's commits, and asks again).
+        """
+        committed: list[tuple[_Job, str]] = []
+        for job in jobs:
+            if job.done.is_set():
+                continue
+            outcome = self._commit_job(job, attempt, confirm_unchanged=fetched)
+            if outcome is _UNCONFIRMED:
+                return None
+            if outcome is not None:
+                committed.append((job, outcome))
+        return committed
+
+    def _commit_job(self, job: _Job, attempt: int, *, confirm_unchanged: bool) -> str | None:
+        """Commit one job's edit on the current head; None when it needs no push (it is
+        finished then: unchanged, or its own error, the tree put back); `_UNCONFIRMED`
+        when it changes nothing but the tree was not fetched (`confirm_unchanged` off)."""
+        head = self._git("rev-parse", "HEAD")
+        try:
+            changes = job.edit(self.read_file)
+            if changes:
+                for relative, text in changes.items():
+                    path = self._confined(relative)
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_bytes(text.encode("utf-8"))
+                # only the edited paths: a monorepo's thousands of files are not scanned
+                self._git("add", "--", *changes)
+            if not changes or self._run(["diff", "--cached", "--quiet"]).ok:
+                self._restore(head)
+                if not confirm_unchanged:
+                    return _UNCONFIRMED
+                job.finish(PushResult(None, attempt, changed=False))
+                return None
+            self._git("commit", "--no-verify", "--quiet", "--cleanup=whitespace", "-m", job.message)
+            commit = self._git("rev-parse", "HEAD")
+            if job.before_push is not None:
+                job.before_push()
+        except Exception as error:  # this edit only (a bad overlay, a newer Promotion)
+            self._restore(head)
+            job.finish(error=error)
+            return None
+        return commit
+
+    def _restore(self, head: str) -> None:
+        self._git("reset", "--quiet", "--hard", head)
+        self._git("clean", "-ffdx", "--quiet")
+
+    def _is_fresh(self) -> bool:
+        with _GUARD:
+            return self._clone_dir in _FRESH
+
+    def _mark_fresh(self) -> None:
+        with _GUARD:
+            _FRESH.add(self._clone_dir)
+
+    def _forget_fresh(self) -> None:
+        with _GUARD:
+            _FRESH.discard(self._clone_dir)
 
     def snapshot(self) -> str:
         """Fetch the remote branch into a ref of its own and return its head commit.
@@ -446,9 +610,11 @@ class GitRepository:
         return self._git("rev-parse", "HEAD")
 
     def _fetch_or_clone(self) -> None:
+        self._forget_fresh()
         if self._has_clone():
             refspec = f"+refs/heads/{self.branch}:{self._remote_ref}"
             self._network("fetch", "--quiet", "--prune", "--no-tags", "origin", refspec)
+            self._mark_fresh()
             return
         self._cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Clone into a scratch folder and rename, so a crash never leaves a half clone
@@ -463,6 +629,7 @@ class GitRepository:
         try:
             self._clone_into(scratch)
             scratch.rename(self._clone_dir)
+            self._mark_fresh()
         finally:
             if scratch.exists():
                 shutil.rmtree(scratch, ignore_errors=True)
@@ -515,12 +682,15 @@ class GitRepository:
 
     def _push(self) -> bool:
         """Push HEAD to the branch: True when accepted, False on a non-fast-forward."""
+        self._forget_fresh()  # an unclear answer may or may not have moved the branch
         result = self._runner.run(
             ["push", "--porcelain", "--", "origin", f"HEAD:refs/heads/{self.branch}"],
             cwd=self._clone_dir,
             network=True,
         )
         if result.ok:
+            self._git("update-ref", self._remote_ref, "HEAD")  # what the remote now holds
+            self._mark_fresh()
             return True
         both = result.output
         rejected = re.search(r"\[rejected\]|non-fast-forward|fetch first", both)

@@ -11,6 +11,7 @@ but the standard library: the image has no `ps` or `pgrep` to lean on.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shlex
 import shutil
@@ -46,6 +47,11 @@ _CREDENTIAL_HELPER = (
 _KEEP_GIT_VARS = frozenset({"GIT_SSL_CAINFO", "GIT_SSL_CAPATH"})
 # The SSH key lives in `<tmp>/promotion-ssh-<pid>-*` for one network call.
 SECRETS_PREFIX = "promotion-ssh-"
+# One SSH connection per (credentials, host) is kept open between git calls for this
+# long (OpenSSH ControlMaster/ControlPersist), in `<tmp>/promotion-ssh-<pid>-mux/`: over
+# a WAN a fresh connection costs several round trips before git says a word, and the
+# refresh's fetch every 30 s keeps it open.
+SSH_PERSIST_SECONDS = 300
 # Local git (checkout, commit, log) on a big repository is slow, never endless.
 LOCAL_TIMEOUT = 300.0
 
@@ -125,9 +131,35 @@ class GitRunner:
                 timeout=self._timeout if network else LOCAL_TIMEOUT,
                 stdin=stdin,
             )
-        if network and not result.ok:  # a local non-zero is often an answer (diff --quiet)
-            CALL_ERRORS.labels("git", operation).inc()
-        return result
+            if network and not result.ok:  # a local non-zero is often an answer (diff --quiet)
+                CALL_ERRORS.labels("git", operation).inc()
+                self._close_shared_connection(env)  # the next call starts afresh
+            return result
+
+    def _control_path(self) -> Path | None:
+        """The socket of the shared SSH connection of these credentials and this host:
+        a different key or known_hosts never rides on another's connection."""
+        if not isinstance(self._auth, SSHAuth):
+            return None
+        # always the system temporary folder: a socket path has at most 107 bytes
+        folder = Path(tempfile.gettempdir()) / f"{SECRETS_PREFIX}{os.getpid()}-mux"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        folder.chmod(0o700)
+        parts = urlsplit(self._url) if "://" in self._url else None
+        where = parts.netloc if parts else self._url.partition(":")[0]
+        digest = hashlib.sha256(
+            "\0".join((self._auth.private_key, self._auth.known_hosts, where)).encode()
+        ).hexdigest()[:16]
+        return folder / digest
+
+    def _close_shared_connection(self, env: dict[str, str]) -> None:
+        """After a failed network call, end the shared connection (it may be dead)."""
+        control = self._control_path()
+        if control is None or not control.exists():
+            return
+        command = [*shlex.split(env["GIT_SSH_COMMAND"]), "-O", "exit", "promotion-mux"]
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(command, env=env, capture_output=True, timeout=10, check=False)
 
     def _config_args(self) -> list[str]:
         options = [
@@ -226,6 +258,13 @@ class GitRunner:
         ]  # fmt: skip
         if key_file is not None:
             args[1:1] = ["-i", str(key_file)]
+            control = self._control_path()
+            if control is not None:
+                args += [
+                    "-o", "ControlMaster=auto",
+                    "-o", f"ControlPath={control}",
+                    "-o", f"ControlPersist={SSH_PERSIST_SECONDS}",
+                ]  # fmt: skip
         return shlex.join(args)
 
 

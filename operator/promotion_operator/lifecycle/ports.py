@@ -41,8 +41,9 @@ class Repository(Protocol):
         """Hold the repository's lock."""
         ...
 
-    def sync(self) -> str:
-        """Fetch and reset to the remote branch; return the head commit."""
+    def sync(self, *, if_stale: bool = False) -> str:
+        """Fetch and reset to the remote branch (with `if_stale`, only when this process
+        does not know the clone to be current); return the head commit."""
         ...
 
     def read_file(self, relative: str) -> str:
@@ -67,8 +68,10 @@ class Repository(Protocol):
         max_attempts: int = 5,
         before_push: Callable[[], None] | None = None,
         synced: bool = False,
+        batch: bool = False,
     ) -> PushResult:
-        """Edit, commit and push, re-applying the edit on a moved branch."""
+        """Edit, commit and push, re-applying the edit on a moved branch (with `batch`,
+        in one push with the other edits queued for the branch)."""
         ...
 
     def file_at(self, revision: str, relative: str) -> str | None:

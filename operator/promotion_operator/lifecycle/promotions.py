@@ -142,7 +142,7 @@ def promote(
     repo = open_repository(config, ports, env)
     version = promotion.spec.version
     with repo.lock():
-        repo.sync()
+        repo.sync(if_stale=True)
         writer.status.previous_version = writer.status.previous_version or _version_of(
             repo.read_file(env.overlay_file), env
         )
@@ -190,11 +190,12 @@ def promote(
             if newer is not None:
                 raise _NewerPromotionError(newer)
 
-        try:
-            pushed = repo.commit_and_push(editor, message, before_push=before_push, synced=True)
-        except _NewerPromotionError as superseded:
-            _supersede(writer, superseded.newer)
-            return
+    # outside the lock: the edit joins the branch's next batch push (one push for a burst)
+    try:
+        pushed = repo.commit_and_push(editor, message, before_push=before_push, batch=True)
+    except _NewerPromotionError as superseded:
+        _supersede(writer, superseded.newer)
+        return
     _crash_point("after-push")
     if not pushed.changed or pushed.commit is None:
         writer.status.diff = None

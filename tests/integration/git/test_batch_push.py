@@ -1,0 +1,173 @@
+"""Batch pushes against a real remote: queued edits of one branch share one push, and each
+Promotion keeps its own commit and trailers (so crash safety still finds each one)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from promotion_operator.domain.errors import PermanentError, PromotionError, Reason
+from promotion_operator.gitops import GitRepository, PushResult, Reader
+from promotion_operator.gitops import repository as repository_module
+from promotion_sandbox.gitserver import branch_head, commit_files, commit_messages
+
+pytestmark = pytest.mark.integration
+
+
+def _message(index: int) -> str:
+    return (
+        f"promote prod-{index}: v1 -> v2\n\n"
+        f"Promotion: ns/p-{index}\nPromotion-UID: uid-{index}\nPromotion-Generation: 1\n"
+    )
+
+
+def _trailers(index: int) -> dict[str, str]:
+    return {"Promotion-UID": f"uid-{index}", "Promotion-Generation": "1"}
+
+
+def _edit(index: int) -> Callable[[Reader], dict[str, str]]:
+    return lambda _read: {f"k8s/overlays/prod-{index}/kustomization.yaml": f"tag: {index}\n"}
+
+
+def _count_pushes(bare_repo: Path) -> Path:
+    """A post-receive hook in the remote writes one line per accepted push."""
+    log = bare_repo / "pushes.log"
+    hook = bare_repo / "hooks" / "post-receive"
+    hook.write_text(f"#!/bin/sh\necho push >> {log}\n")
+    hook.chmod(0o755)
+    return log
+
+
+def _repo(bare_repo: Path, cache_dir: Path) -> GitRepository:
+    return GitRepository(f"file://{bare_repo}", "main", cache_dir=cache_dir, allow_file=True)
+
+
+def _run_queued(
+    bare_repo: Path,
+    cache_dir: Path,
+    jobs: list[tuple[Callable[[Reader], dict[str, str]], str, Callable[[], None] | None]],
+) -> list[PushResult | Exception]:
+    """Queue every job while the branch's lock is held, then let one batch take them all."""
+    holder = _repo(bare_repo, cache_dir)
+    holder.sync()
+    results: list[PushResult | Exception] = [RuntimeError("not run")] * len(jobs)
+
+    def one(index: int) -> None:
+        edit, message, before = jobs[index]
+        try:
+            results[index] = _repo(bare_repo, cache_dir).commit_and_push(
+                edit, message, before_push=before, batch=True
+            )
+        except PromotionError as error:
+            results[index] = error
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(jobs))]
+    with holder.lock():
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 30
+        while len(repository_module._QUEUES.get(holder.worktree, [])) < len(jobs):
+            assert time.monotonic() < deadline, "jobs were not queued"
+            time.sleep(0.01)
+    for thread in threads:
+        thread.join(60)
+    return results
+
+
+def test_queued_edits_share_one_push_each_with_its_own_commit(
+    bare_repo: Path, cache_dir: Path
+) -> None:
+    pushes = _count_pushes(bare_repo)
+    count = 12
+    results = _run_queued(
+        bare_repo, cache_dir, [(_edit(i), _message(i), None) for i in range(count)]
+    )
+    assert all(isinstance(r, PushResult) and r.changed for r in results), results
+    commits = {r.commit for r in results if isinstance(r, PushResult)}
+    assert len(commits) == count
+    assert pushes.read_text().count("push") == 1
+    messages = commit_messages(bare_repo)
+    assert sum("Promotion-UID: uid-" in m for m in messages) == count
+    finder = _repo(bare_repo, cache_dir)
+    for index, result in enumerate(results):
+        assert isinstance(result, PushResult)
+        assert finder.find_commit(_trailers(index)) == result.commit  # crash safety finds it
+
+
+def test_a_bad_edit_or_a_refused_push_fails_alone(bare_repo: Path, cache_dir: Path) -> None:
+    def broken(_read: Reader) -> dict[str, str]:
+        raise PermanentError(Reason.INVALID_OVERLAY, "not YAML")
+
+    def superseded() -> None:
+        raise PermanentError(Reason.SUPERSEDED, "a newer Promotion")
+
+    results = _run_queued(
+        bare_repo,
+        cache_dir,
+        [
+            (_edit(0), _message(0), None),
+            (broken, _message(1), None),
+            (_edit(2), _message(2), superseded),
+            (_edit(3), _message(3), None),
+        ],
+    )
+    assert isinstance(results[0], PushResult) and results[0].changed
+    assert isinstance(results[1], PermanentError) and results[1].reason == Reason.INVALID_OVERLAY
+    assert isinstance(results[2], PermanentError) and results[2].reason == Reason.SUPERSEDED
+    assert isinstance(results[3], PushResult) and results[3].changed
+    finder = _repo(bare_repo, cache_dir)
+    assert finder.find_commit(_trailers(2)) is None  # its commit never left the clone
+    assert finder.read_file("k8s/overlays/prod-3/kustomization.yaml") == "tag: 3\n"
+    with pytest.raises(PermanentError):
+        finder.read_file("k8s/overlays/prod-2/kustomization.yaml")
+
+
+def test_a_moved_branch_replays_the_whole_batch_on_top(bare_repo: Path, cache_dir: Path) -> None:
+    moved = threading.Event()
+
+    def someone_else_pushes() -> None:
+        if not moved.is_set():
+            moved.set()
+            commit_files(bare_repo, {"README.md": "a human was here\n"}, message="human")
+
+    results = _run_queued(
+        bare_repo,
+        cache_dir,
+        [(_edit(i), _message(i), someone_else_pushes if i == 0 else None) for i in range(3)],
+    )
+    assert all(isinstance(r, PushResult) and r.changed and r.attempts == 2 for r in results)
+    messages = commit_messages(bare_repo)
+    assert "human" in "".join(messages)
+    assert sum("Promotion-UID: uid-" in m for m in messages) == 3
+    assert branch_head(bare_repo) in {r.commit for r in results if isinstance(r, PushResult)}
+
+
+def test_a_push_after_a_fetch_skips_the_next_fetch_only_while_nothing_failed(
+    bare_repo: Path, cache_dir: Path
+) -> None:
+    repo = _repo(bare_repo, cache_dir)
+    head = repo.sync()
+    other = commit_files(bare_repo, {"README.md": "moved\n"}, message="ci")
+    assert repo.sync(if_stale=True) == head  # known fresh: no fetch
+    assert repo.sync() == other  # a plain sync always fetches
+    bare_repo.rename(bare_repo.with_suffix(".moved"))
+    with pytest.raises(PromotionError):
+        repo.sync()
+    bare_repo.with_suffix(".moved").rename(bare_repo)
+    latest = commit_files(bare_repo, {"README.md": "moved again\n"}, message="ci")
+    assert repo.sync(if_stale=True) == latest  # after a failure it fetches again
+
+
+def test_nothing_to_change_is_checked_against_the_remote(bare_repo: Path, cache_dir: Path) -> None:
+    repo = _repo(bare_repo, cache_dir)
+    path = "k8s/overlays/prod-0/kustomization.yaml"
+    assert repo.commit_and_push(_edit(0), _message(0), batch=True).changed  # clone is current
+    commit_files(bare_repo, {path: "tag: someone-else\n"}, message="a human moved it")
+    # locally the overlay already says "tag: 0"; the remote does not: it must be pushed
+    again = repo.commit_and_push(_edit(0), _message(1), batch=True)
+    assert again.changed
+    assert _repo(bare_repo, cache_dir).find_commit(_trailers(1)) == again.commit
