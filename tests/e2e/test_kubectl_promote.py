@@ -9,7 +9,6 @@ import os
 import pty
 import select
 import subprocess
-import sys
 import termios
 import time
 from collections.abc import Sequence
@@ -29,9 +28,9 @@ from promotion_sandbox.world import (
     World,
 )
 from support.operator import wait_for
+from support.plugin import PLUGIN_TIMEOUT, plugin_bin, plugin_env, run_plugin
 
 pytestmark = pytest.mark.e2e
-PLUGIN_TIMEOUT = 180.0
 EXIT_NOT_CONFIRMED = 3
 EXIT_INTERRUPTED = 130
 
@@ -39,30 +38,11 @@ EXIT_INTERRUPTED = 130
 @pytest.fixture(scope="module")
 def plugin_path(tmp_path_factory: pytest.TempPathFactory, kube: Kube) -> str:
     """A PATH with kubectl and only this checkout's kubectl-promote (plus git)."""
-    folder = tmp_path_factory.mktemp("plugin-bin")
-    (folder / "kubectl-promote").symlink_to(Path(sys.executable).parent / "kubectl-promote")
-    (folder / "kubectl").symlink_to(kube.kubectl_path)
-    return os.pathsep.join([str(folder), "/usr/bin", "/bin"])
+    return plugin_bin(tmp_path_factory.mktemp("plugin-bin"), kube)
 
 
-def _env(kube: Kube, path: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "NO_COLOR")}
-    return {**env, "PATH": path, "KUBECONFIG": str(kube.kubeconfig), "COLUMNS": "200"}
-
-
-def promote(
-    kube: Kube, path: str, namespace: str, *args: str, stdin: int | None = subprocess.DEVNULL
-) -> subprocess.CompletedProcess[str]:
-    """`kubectl promote ARGS -n NAMESPACE --kubeconfig K`, through kubectl's plugin lookup."""
-    return subprocess.run(
-        ["kubectl", "promote", *args, "-n", namespace, "--kubeconfig", str(kube.kubeconfig)],
-        env=_env(kube, path),
-        stdin=stdin,
-        capture_output=True,
-        text=True,
-        timeout=PLUGIN_TIMEOUT,
-        check=False,
-    )
+_env = plugin_env
+promote = run_plugin
 
 
 def ready_world(kube: Kube, operator: OperatorProcess, world: World, namespace: str) -> None:
