@@ -19,6 +19,8 @@ import pytest
 
 from promotion_operator.domain.gitrules import trailer_block
 from promotion_operator.domain.times import parse_time, timestamp
+from promotion_operator.plugin.kube import Kube as PluginKube
+from promotion_operator.plugin.kube import KubeError, KubeFlags
 from promotion_sandbox.argocd import application
 from promotion_sandbox.gitops_world import argocd_module_dir
 from promotion_sandbox.kube import Kube
@@ -160,6 +162,13 @@ def test_four_eyes_with_distinct_users(
     assert refused.returncode != 0
     assert "is the user who creates it (mallory)" in refused.stderr
     assert 'not "bob"' in refused.stderr
+    # ... and the plugin's client (impersonating as `--as` does) relays the policy's words
+    groups = ("developers", "system:masters")
+    as_mallory = KubeFlags(str(kube.kubeconfig), namespace=ns, as_user="mallory", as_groups=groups)
+    with pytest.raises(KubeError) as relayed:
+        PluginKube(as_mallory).create_approval(spoof)
+    assert str(relayed.value).startswith("the API server refused the approval: ")
+    assert "is the user who creates it (mallory)" in str(relayed.value)
     # ... nor by rewriting an approval that exists (the spec is immutable)
     mine = create_as(kube, "mallory", approval(ns, "release"), "developers")
     rewrite = {"spec": {"approver": {"username": "bob", "groups": [APPROVERS]}}}

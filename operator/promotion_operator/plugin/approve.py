@@ -14,6 +14,7 @@ from rich.text import Text
 
 from promotion_operator.domain.models import parse_duration
 from promotion_operator.plugin.kube import KubeError
+from promotion_operator.plugin.render import clean
 from promotion_operator.plugin.session import PluginError, Session, kube_options, with_session
 from promotion_operator.plugin.views import (
     Object,
@@ -55,12 +56,15 @@ def command(session: Session, promotion: str, comment: str | None, timeout: str)
         raise PluginError(str(error)) from None
     spec = made.get("spec") or {}
     approver = (spec.get("approver") or {}).get("username")
+    made_name = (made.get("metadata") or {}).get("name")
     session.out.print(
         Text.assemble(
             ("approved ", "green"),
-            f"{promotion} generation {spec.get('generation')} ({spec.get('version')})",
-            f" as {approver}" if approver else "",
-            f": promotionapprovals/{(made.get('metadata') or {}).get('name')}",
+            clean(
+                f"{promotion} generation {spec.get('generation')} ({spec.get('version')})"
+                + (f" as {approver}" if approver else "")
+                + f": promotionapprovals/{made_name}"
+            ),
         )
     )
     if not approver:
@@ -99,7 +103,7 @@ def _report(session: Session, name: str, approver: str, wait: float) -> None:
     except KubeError as error:
         raise PluginError(str(error)) from None
     if seen is not None:
-        session.out.print(Text.assemble(("Approval: ", "bold"), seen))
+        session.out.print(Text.assemble(("Approval: ", "bold"), clean(seen)))
         return
     session.out.print(
         f"the operator has not looked at it yet (it reads approvals at each check round); "
