@@ -317,4 +317,10 @@ def test_exit_codes_failed_not_confirmed_and_interrupted(
     assert "the promotion goes on" in screen
     waiting = kube.get("promotion", f"tvhub-prod-{UNTESTED_VERSION}", ns)
     assert waiting["status"]["phase"] == "Verifying"  # still there, still waiting
+    # an Environment without spec.approval: approving it is refused, nothing is created
+    approve = promote(kube, plugin_path, ns, "approve", f"tvhub-prod-{UNTESTED_VERSION}")
+    assert approve.returncode == 1, approve.stdout + approve.stderr
+    assert "which asks for no approvals (spec.approval)" in " ".join(approve.stderr.split())
+    listed = kube.kubectl("get", "promotionapprovals", "-n", ns, "-o", "name").stdout
+    assert listed.strip() == ""
     failing.result(timeout=PLUGIN_TIMEOUT)

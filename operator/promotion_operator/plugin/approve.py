@@ -47,7 +47,7 @@ def command(session: Session, promotion: str, comment: str | None, timeout: str)
         target = kube.get("promotions", promotion)
     except KubeError as error:
         raise PluginError(str(error)) from None
-    refusal = _refusal(target)
+    refusal = _refusal(target) or _ungated(session, target)
     if refusal:
         raise PluginError(f"promotions/{promotion} {refusal}: there is nothing to approve")
     try:
@@ -83,6 +83,19 @@ def _refusal(promotion: Object) -> str | None:
     if is_current_generation_finished(promotion):
         phase = (promotion.get("status") or {}).get("phase")
         return f"is finished ({phase}: {outcome_reason(promotion)})"
+    return None
+
+
+def _ungated(session: Session, promotion: Object) -> str | None:
+    """Why approving makes no sense because the Environment asks for no approvals (None
+    when it does, or when it cannot be read: the approval is then made all the same)."""
+    environment = str((promotion.get("spec") or {}).get("environment") or "")
+    try:
+        env = session.kube.get("environments", environment)
+    except KubeError:
+        return None
+    if (env.get("spec") or {}).get("approval") is None:
+        return f"is of Environment {environment}, which asks for no approvals (spec.approval)"
     return None
 
 
