@@ -1,8 +1,9 @@
 """The gates on real parts: four-eyes approval with distinct users, and promotion windows.
 
-Users are impersonated (`kubectl --as --as-group`) on the sandbox API server, with the
-chart's admission policies (approver and requested-by) bound to the test's namespace: who
-asked and who approved are the API server's, never what a client wrote.
+Users are impersonated (`kubectl --as --as-group`, and the same flags of the real
+`kubectl promote` plugin) on the sandbox API server, with the chart's admission policies
+(approver and requested-by) bound to the test's namespace: who asked and who approved are
+the API server's, never what a client wrote.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import pytest
 
 from promotion_operator.domain.gitrules import trailer_block
 from promotion_operator.domain.times import parse_time, timestamp
+from promotion_operator.plugin.kube import Kube as PluginKube
+from promotion_operator.plugin.kube import KubeError, KubeFlags
 from promotion_sandbox.argocd import application
 from promotion_sandbox.gitops_world import argocd_module_dir
 from promotion_sandbox.kube import Kube
@@ -25,6 +28,7 @@ from promotion_sandbox.operator import OperatorProcess
 from promotion_sandbox.world import NEW_VERSION, World, promotion
 from support.chart import render_chart
 from support.operator import status_of, wait_for, wait_phase
+from support.plugin import plugin_bin, run_plugin
 
 pytestmark = pytest.mark.e2e
 POLICY_KINDS = (
@@ -42,6 +46,17 @@ def as_user(
     """kubectl as `user` in `groups` (and system:masters: RBAC allows, admission applies)."""
     flags = [f"--as={user}", *(f"--as-group={g}" for g in (*groups, "system:masters"))]
     return kube.kubectl(*args, *flags, input_text=input_text, check=False)
+
+
+def impersonated(user: str, *groups: str) -> list[str]:
+    """The plugin's flags for `user` in `groups` (and system:masters, as `as_user`)."""
+    return [f"--as={user}", *(f"--as-group={g}" for g in (*groups, "system:masters"))]
+
+
+@pytest.fixture(scope="module")
+def plugin_path(tmp_path_factory: pytest.TempPathFactory, kube: Kube) -> str:
+    """A PATH on which kubectl finds this checkout's kubectl-promote."""
+    return plugin_bin(tmp_path_factory.mktemp("plugin-bin"), kube)
 
 
 def approval(namespace: str, name: str, generation: int = 1, **spec: Any) -> dict[str, Any]:
@@ -107,7 +122,7 @@ def checks_message(kube: Kube, namespace: str, name: str, check: str) -> str:
 
 
 def test_four_eyes_with_distinct_users(
-    kube: Kube, operator: OperatorProcess, fresh_world: World, policed: str
+    kube: Kube, operator: OperatorProcess, fresh_world: World, policed: str, plugin_path: str
 ) -> None:
     ns = policed
     approval_spec = {"required": 1, "users": ["bob"], "groups": [APPROVERS]}
@@ -126,10 +141,14 @@ def test_four_eyes_with_distinct_users(
     wait_for("the Promotion to await approval", lambda: waiting_with("0 of 1 approval"),
              logs=operator.logs)  # fmt: skip
 
-    # the requester approving themselves: recorded, never counted
-    create_as(kube, "alice", approval(ns, "release"), APPROVERS)
-    wait_for("the self-approval to be refused", logs=operator.logs, probe=lambda: waiting_with(
-        "alice (the requester cannot approve their own Promotion)"))  # fmt: skip
+    # the requester approving themselves with `kubectl promote approve`: recorded, never
+    # counted, and the plugin prints what the Approval check says of it
+    own = run_plugin(kube, plugin_path, ns, "approve", "release", *impersonated("alice", APPROVERS))
+    assert own.returncode == 0, own.stdout + own.stderr
+    assert f"approved release generation 1 ({NEW_VERSION}) as alice" in own.stdout
+    assert "does not count: 0 of 1 approval; not counted: alice (the requester cannot " \
+        "approve their own Promotion)" in " ".join(own.stdout.split())  # fmt: skip
+    assert waiting_with("alice (the requester cannot approve their own Promotion)")
 
     # an outsider: not in approval.users or approval.groups
     create_as(kube, "mallory", approval(ns, "release"), "developers")
@@ -143,6 +162,13 @@ def test_four_eyes_with_distinct_users(
     assert refused.returncode != 0
     assert "is the user who creates it (mallory)" in refused.stderr
     assert 'not "bob"' in refused.stderr
+    # ... and the plugin's client (impersonating as `--as` does) relays the policy's words
+    groups = ("developers", "system:masters")
+    as_mallory = KubeFlags(str(kube.kubeconfig), namespace=ns, as_user="mallory", as_groups=groups)
+    with pytest.raises(KubeError) as relayed:
+        PluginKube(as_mallory).create_approval(spoof)
+    assert str(relayed.value).startswith("the API server refused the approval: ")
+    assert "is the user who creates it (mallory)" in str(relayed.value)
     # ... nor by rewriting an approval that exists (the spec is immutable)
     mine = create_as(kube, "mallory", approval(ns, "release"), "developers")
     rewrite = {"spec": {"approver": {"username": "bob", "groups": [APPROVERS]}}}
@@ -153,9 +179,23 @@ def test_four_eyes_with_distinct_users(
     assert status_of(kube, ns, "release")["phase"] == "Verifying"
     assert len(fresh_world.remote_messages()) == 1  # nothing pushed yet
 
-    # a valid approver (by group): promotes, and the commit names both people
-    create_as(kube, "carol", approval(ns, "release", comment="checked dev"), APPROVERS)
+    # `kubectl promote status` shows the pending approval and who did not count
+    shown = run_plugin(kube, plugin_path, ns, "status", "-o", "json", *impersonated("bob"))
+    assert shown.returncode == 0, shown.stderr
+    prod = next(row for row in json.loads(shown.stdout) if row["environment"] == "tvhub-prod")
+    assert prod["inFlight"] == f"release -> {NEW_VERSION} (Verifying)"
+    assert prod["approvals"].startswith("0 of 1 approval; not counted: alice (the requester")
+    assert "mallory (not in approval.users or approval.groups)" in prod["approvals"]
+
+    # a valid approver (by group) with `kubectl promote approve`: it counts, and promotes
+    args = ("approve", "release", "-c", "checked dev", *impersonated("carol", APPROVERS))
+    approved = run_plugin(kube, plugin_path, ns, *args)
+    assert approved.returncode == 0, approved.stdout + approved.stderr
+    assert "Approval: counts: 1 of 1 approval (carol)" in approved.stdout
     status = wait_phase(kube, operator, ns, "release", "Succeeded")
+    late = run_plugin(kube, plugin_path, ns, "approve", "release", *impersonated("bob"))
+    assert late.returncode == 1
+    assert "promotions/release is finished (Succeeded: Promoted)" in late.stderr
 
     assert status["approvedBy"] == ["carol"]
     assert status["requestedBy"] == "alice"

@@ -9,10 +9,9 @@ import os
 import pty
 import select
 import subprocess
-import sys
 import termios
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -29,9 +28,9 @@ from promotion_sandbox.world import (
     World,
 )
 from support.operator import wait_for
+from support.plugin import PLUGIN_TIMEOUT, plugin_bin, plugin_env, run_plugin
 
 pytestmark = pytest.mark.e2e
-PLUGIN_TIMEOUT = 180.0
 EXIT_NOT_CONFIRMED = 3
 EXIT_INTERRUPTED = 130
 
@@ -39,30 +38,11 @@ EXIT_INTERRUPTED = 130
 @pytest.fixture(scope="module")
 def plugin_path(tmp_path_factory: pytest.TempPathFactory, kube: Kube) -> str:
     """A PATH with kubectl and only this checkout's kubectl-promote (plus git)."""
-    folder = tmp_path_factory.mktemp("plugin-bin")
-    (folder / "kubectl-promote").symlink_to(Path(sys.executable).parent / "kubectl-promote")
-    (folder / "kubectl").symlink_to(kube.kubectl_path)
-    return os.pathsep.join([str(folder), "/usr/bin", "/bin"])
+    return plugin_bin(tmp_path_factory.mktemp("plugin-bin"), kube)
 
 
-def _env(kube: Kube, path: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "NO_COLOR")}
-    return {**env, "PATH": path, "KUBECONFIG": str(kube.kubeconfig), "COLUMNS": "200"}
-
-
-def promote(
-    kube: Kube, path: str, namespace: str, *args: str, stdin: int | None = subprocess.DEVNULL
-) -> subprocess.CompletedProcess[str]:
-    """`kubectl promote ARGS -n NAMESPACE --kubeconfig K`, through kubectl's plugin lookup."""
-    return subprocess.run(
-        ["kubectl", "promote", *args, "-n", namespace, "--kubeconfig", str(kube.kubeconfig)],
-        env=_env(kube, path),
-        stdin=stdin,
-        capture_output=True,
-        text=True,
-        timeout=PLUGIN_TIMEOUT,
-        check=False,
-    )
+_env = plugin_env
+promote = run_plugin
 
 
 def ready_world(kube: Kube, operator: OperatorProcess, world: World, namespace: str) -> None:
@@ -162,16 +142,32 @@ def test_promote_follows_to_succeeded_then_history_status_and_rollback(
     assert [p["metadata"]["name"] for p in real] == [f"tvhub-prod-{NEW_VERSION}"]
     commit = real[0]["status"]["commit"]
     assert result.stdout.count(commit[:7]) >= 1
-    again = promote(kube, plugin_path, ns, "tvhub-prod", NEW_VERSION, "-r", "again", "--yes")
+
+    def refreshed_status() -> subprocess.CompletedProcess[str]:
+        def refreshed() -> bool:
+            status = kube.get("environment", "tvhub-prod", ns).get("status") or {}
+            return status.get("version") == NEW_VERSION
+
+        wait_for("the operator's refresh of tvhub-prod", refreshed, logs=operator.logs)
+        return promote(kube, plugin_path, ns, "status", "-o", "json")
+
+    # independent reads of the one promotion, at once: each is mostly the plugin's start-up
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        again_run = pool.submit(
+            promote, kube, plugin_path, ns, "tvhub-prod", NEW_VERSION, "-r", "again", "--yes"
+        )
+        history_run = pool.submit(
+            promote, kube, plugin_path, ns, "history", "tvhub-prod", "-o", "json",
+            "--allow-local-git",
+        )  # fmt: skip
+        status_run = pool.submit(refreshed_status)
+        again, history, status = again_run.result(), history_run.result(), status_run.result()
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"tvhub-prod already pins {NEW_VERSION}: nothing to promote" in again.stdout
     assert len([p for p in promotions(kube, ns) if not p["spec"].get("dryRun")]) == 1
     whoami = kube.kubectl("auth", "whoami", "-o", "jsonpath={.status.userInfo.username}").stdout
     assert f"Requested-By: {whoami}" in fresh_world.remote_messages()[0]
 
-    history = promote(
-        kube, plugin_path, ns, "history", "tvhub-prod", "-o", "json", "--allow-local-git"
-    )
     assert history.returncode == 0, history.stderr
     rows = json.loads(history.stdout)
     assert rows[0]["commit"] == commit[:7]
@@ -182,12 +178,8 @@ def test_promote_follows_to_succeeded_then_history_status_and_rollback(
         "Succeeded",
     )
 
-    def refreshed() -> bool:
-        status = kube.get("environment", "tvhub-prod", ns).get("status") or {}
-        return status.get("version") == NEW_VERSION
-
-    wait_for("the operator's refresh of tvhub-prod", refreshed, logs=operator.logs)
-    shown = json.loads(promote(kube, plugin_path, ns, "status", "-o", "json").stdout)
+    assert status.returncode == 0, status.stderr
+    shown = json.loads(status.stdout)
     assert {row["environment"]: row["gitVersion"] for row in shown} == {
         "tvhub-dev": NEW_VERSION,
         "tvhub-prod": NEW_VERSION,
@@ -212,22 +204,19 @@ def test_promote_follows_to_succeeded_then_history_status_and_rollback(
     assert "\x1b" not in shown.stdout
 
 
-def test_a_failing_promotion_exits_non_zero_with_its_reason(
-    kube: Kube,
-    operator: OperatorProcess,
-    fresh_world: World,
-    e2e_namespace: str,
-    plugin_path: str,
+def failing_promotion_exits_non_zero_with_its_reason(
+    kube: Kube, operator: OperatorProcess, world: World, ns: str, plugin_path: str
 ) -> None:
-    ns = e2e_namespace
-    ready_world(kube, operator, fresh_world, ns)
-    head = fresh_world.remote_head()
+    """A Promotion that fails (dev never ran the version) ends the plugin with exit 1 and
+    its reason; nothing is pushed, and the waiting dry run is removed."""
+    ready_world(kube, operator, world, ns)
+    head = world.remote_head()
     args = ("tvhub-prod", UNTESTED_VERSION, "-r", "untested", "--yes", "--timeout", "4s")
     result = promote(kube, plugin_path, ns, *args)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Failed" in result.stdout
     assert "UpstreamVersionMismatch" in result.stdout
-    assert fresh_world.remote_head() == head
+    assert world.remote_head() == head
     # the dry run that was still waiting was removed; the failed Promotion is the record
     assert [p["spec"].get("dryRun", False) for p in promotions(kube, ns)] == [False]
 
@@ -276,13 +265,28 @@ def _run_in_pty(
     return code, seen.decode(errors="replace")
 
 
-def test_the_confirmation_is_asked_on_a_terminal_and_refused_without_one(
+def test_exit_codes_failed_not_confirmed_and_interrupted(
     kube: Kube,
     operator: OperatorProcess,
+    world: World,
     fresh_world: World,
     e2e_namespace: str,
+    new_namespace: Callable[[str], str],
     plugin_path: str,
+    tmp_path: Path,
 ) -> None:
+    """The confirmation asked on a terminal and refused without one, Ctrl-C while following,
+    and (at the same time, in a namespace and repository of its own: its wait is the
+    Promotion's timeout) a failing promotion."""
+    (tmp_path / "failing").mkdir()
+    failing_world = world.fork(tmp_path / "failing")
+    failing_ns = new_namespace("e2e")
+    pool = ThreadPoolExecutor(max_workers=1)
+    failing = pool.submit(
+        failing_promotion_exits_non_zero_with_its_reason,
+        kube, operator, failing_world, failing_ns, plugin_path,
+    )  # fmt: skip
+    pool.shutdown(wait=False)
     ns = e2e_namespace
     ready_world(kube, operator, fresh_world, ns)
     head = fresh_world.remote_head()
@@ -313,3 +317,10 @@ def test_the_confirmation_is_asked_on_a_terminal_and_refused_without_one(
     assert "the promotion goes on" in screen
     waiting = kube.get("promotion", f"tvhub-prod-{UNTESTED_VERSION}", ns)
     assert waiting["status"]["phase"] == "Verifying"  # still there, still waiting
+    # an Environment without spec.approval: approving it is refused, nothing is created
+    approve = promote(kube, plugin_path, ns, "approve", f"tvhub-prod-{UNTESTED_VERSION}")
+    assert approve.returncode == 1, approve.stdout + approve.stderr
+    assert "which asks for no approvals (spec.approval)" in " ".join(approve.stderr.split())
+    listed = kube.kubectl("get", "promotionapprovals", "-n", ns, "-o", "name").stdout
+    assert listed.strip() == ""
+    failing.result(timeout=PLUGIN_TIMEOUT)

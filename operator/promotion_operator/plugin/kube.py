@@ -8,6 +8,7 @@ namespace, else `default`. Every call has a deadline; following a Promotion is a
 from __future__ import annotations
 
 import base64
+import json
 import math
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from typing import Any, cast
 
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
+from urllib3 import HTTPHeaderDict
 
 from promotion_operator import API_GROUP, API_VERSION
 
@@ -30,6 +32,17 @@ class KubeError(Exception):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+def _server_message(error: ApiException) -> str | None:
+    """The `message` of the API server's Status body (an admission policy's or a CEL
+    rule's own words), if it sent one."""
+    try:
+        body = json.loads(error.body or "")
+    except (TypeError, ValueError):
+        return None
+    message = body.get("message") if isinstance(body, dict) else None
+    return str(message) if message else None
 
 
 def _error(what: str, error: ApiException) -> KubeError:
@@ -47,6 +60,33 @@ class KubeFlags:
     kubeconfig: str | None = None
     context: str | None = None
     namespace: str | None = None
+    as_user: str | None = None  # kubectl's --as
+    as_groups: tuple[str, ...] = ()  # kubectl's --as-group, repeated
+
+
+class _Impersonating:
+    """The API client's urllib3 pool with kubectl's impersonation headers on every request.
+
+    The Kubernetes client keeps its default headers in a plain dict, one value per name;
+    `Impersonate-Group` is repeated once per group (as kubectl sends it), so the headers
+    are added here, as an HTTPHeaderDict that urllib3 sends line by line.
+    """
+
+    def __init__(self, pool: Any, user: str, groups: tuple[str, ...]) -> None:
+        self._pool = pool
+        self._user = user
+        self._groups = groups
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        """The pool's request, with Impersonate-User and one Impersonate-Group per group."""
+        headers = HTTPHeaderDict(kwargs.pop("headers", None) or {})
+        headers["Impersonate-User"] = self._user
+        for group in self._groups:
+            headers.add("Impersonate-Group", group)
+        return self._pool.request(method, url, *args, headers=headers, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)
 
 
 class Kube:
@@ -62,6 +102,11 @@ class Kube:
             )
         except (config.ConfigException, OSError) as error:
             raise KubeError(f"cannot load the kubeconfig: {error}") from None
+        if flags.as_groups and not flags.as_user:
+            raise KubeError("--as-group needs --as: the user to impersonate (as kubectl)")
+        if flags.as_user:
+            rest = api.rest_client
+            rest.pool_manager = _Impersonating(rest.pool_manager, flags.as_user, flags.as_groups)
         chosen = next((c for c in contexts if c["name"] == flags.context), active)
         self.namespace = flags.namespace or (chosen or {}).get("context", {}).get(
             "namespace", "default"
@@ -134,6 +179,26 @@ class Kube:
             if error.status == 409:
                 raise KubeError("name taken", 409) from None
             raise _error(f"create a Promotion in namespace {self.namespace}", error) from None
+        return cast(Object, obj)
+
+    def create_approval(self, body: Object) -> Object:
+        """Create a PromotionApproval, as the admission policies stamp it. A refusal is a
+        KubeError with the API server's own message (an admission policy's, RBAC's)."""
+        try:
+            obj = self._custom.create_namespaced_custom_object(
+                API_GROUP,
+                API_VERSION,
+                self.namespace,
+                "promotionapprovals",
+                body,
+                field_manager="kubectl-promote",
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except ApiException as error:
+            said = _server_message(error)
+            if said is None:
+                raise _error(f"create a PromotionApproval in {self.namespace}", error) from None
+            raise KubeError(f"the API server refused the approval: {said}", error.status) from None
         return cast(Object, obj)
 
     def delete_promotion(self, name: str) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import click
 
 from promotion_operator import __version__
-from promotion_operator.plugin import history, promote, rollback, status, versions
+from promotion_operator.plugin import approve, history, promote, rollback, status, versions
 from promotion_operator.plugin.session import kube_options
 
 COMMANDS: list[click.Command] = [
@@ -17,6 +17,7 @@ COMMANDS: list[click.Command] = [
     history.command,
     rollback.command,
     status.command,
+    approve.command,
 ]
 DEFAULT_COMMAND = promote.command.name
 """`kubectl promote ENV VERSION` is `kubectl promote to ENV VERSION`."""

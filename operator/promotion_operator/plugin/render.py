@@ -219,9 +219,18 @@ def history_table(rows: Sequence[HistoryRow], *, env: str) -> Table:
     return made
 
 
+def _window_cell(window: str | None) -> Text:
+    if window is None:
+        return Text("-")
+    return Text(clean(window), style="green" if window == "open" else "yellow")
+
+
 def status_table(rows: Sequence[StatusRow], *, namespaces: bool) -> Table:
     """`kubectl promote status`: every Environment."""
     columns = ["ENVIRONMENT", "GIT", "LIVE", "HEALTH", "IN FLIGHT"]
+    gated = any(row.approvals or row.window for row in rows)
+    if gated:
+        columns += ["APPROVALS", "WINDOW"]
     if namespaces:
         columns.insert(0, "NAMESPACE")
     made = table(*columns)
@@ -238,6 +247,8 @@ def status_table(rows: Sequence[StatusRow], *, namespaces: bool) -> Table:
             Text(clean(health), style=style),
             row.in_flight or "-",
         ]
+        if gated:
+            cells += [row.approvals or "-", _window_cell(row.window)]
         if namespaces:
             cells.insert(0, row.namespace)
         made.add_row(*cells)

@@ -67,25 +67,39 @@ class Session:
         self.err.print(Text.assemble(("warning:", "yellow"), " ", clean(message)))
 
 
-def _merge(ctx: click.Context, name: str, value: str | None) -> None:
+def _merge(ctx: click.Context, name: str, value: str | tuple[str, ...] | None) -> None:
     """Flags may come before or after the command (`kubectl promote -n x status` and
     `kubectl promote status -n x`); the one nearest the command wins."""
-    if value is not None:
+    if value is not None and value != ():
         ctx.ensure_object(dict)[name] = value
 
 
 def kube_options(command: F) -> F:
-    """Add kubectl's `-n/--namespace`, `--context`, `--kubeconfig` to a command."""
+    """Add kubectl's `-n/--namespace`, `--context`, `--kubeconfig`, `--as`, `--as-group`
+    to a command."""
 
-    def remember(name: str) -> Callable[[click.Context, click.Parameter, str | None], None]:
-        def callback(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    def remember(
+        name: str,
+    ) -> Callable[[click.Context, click.Parameter, str | tuple[str, ...] | None], None]:
+        def callback(
+            ctx: click.Context, _param: click.Parameter, value: str | tuple[str, ...] | None
+        ) -> None:
             _merge(ctx.find_root(), name, value)
 
         return callback
 
+    command = click.option(
+        "--as-group",
+        "as_groups",
+        multiple=True,
+        expose_value=False,
+        callback=remember("as_groups"),
+        help="Group to impersonate, repeatable; needs --as (as kubectl).",
+    )(command)
     for flag, name, text in (
         ("--kubeconfig", "kubeconfig", "Path to the kubeconfig file (as kubectl)."),
         ("--context", "context", "The kubeconfig context to use (as kubectl)."),
+        ("--as", "as_user", "User to impersonate for the operation (as kubectl)."),
     ):
         command = click.option(
             flag, name, default=None, expose_value=False, callback=remember(name), help=text
@@ -112,6 +126,8 @@ def session_of(ctx: click.Context) -> Session:
                 kubeconfig=given.get("kubeconfig"),
                 context=given.get("context"),
                 namespace=given.get("namespace"),
+                as_user=given.get("as_user"),
+                as_groups=tuple(given.get("as_groups") or ()),
             )
         )
         root.meta["promotion-session"] = found

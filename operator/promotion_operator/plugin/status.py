@@ -1,8 +1,10 @@
 """`kubectl promote status [-A]`: every Environment, its version in git and live, its
-health and the Promotion in flight. Two paged lists, whatever the number of objects."""
+health, the Promotion in flight and its gates (approvals, the next window). Two paged
+lists, whatever the number of objects."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import click
@@ -19,14 +21,15 @@ from promotion_operator.plugin.views import status_rows
 @kube_options
 @with_session
 def command(session: Session, output: str, *, all_namespaces: bool) -> None:
-    """Show every Environment: version in git, live version, health, Promotion in flight."""
+    """Show every Environment: version in git, live version, health, Promotion in flight,
+    and, where it has gates, the approvals pending and the next window."""
     kube = session.kube
     try:
         envs = kube.list("environments", all_namespaces=all_namespaces)
         promotions = kube.list("promotions", all_namespaces=all_namespaces)
     except KubeError as error:
         raise PluginError(str(error)) from None
-    rows = status_rows(envs, promotions)
+    rows = status_rows(envs, promotions, now=dt.datetime.now(dt.UTC))
     if output == "json":
         click.echo(json.dumps([row.as_json() for row in rows], indent=2))
         return

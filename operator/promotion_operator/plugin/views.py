@@ -13,12 +13,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from promotion_operator import API_GROUP, API_VERSION
 from promotion_operator.domain.errors import CheckName
 from promotion_operator.domain.gitrules import trailer_block
-from promotion_operator.domain.models import Phase, parse_duration
+from promotion_operator.domain.models import Phase, Window, parse_duration
 from promotion_operator.domain.patterns import compile_version_pattern
 from promotion_operator.domain.planning import Trailer
-from promotion_operator.domain.times import parse_time
+from promotion_operator.domain.times import parse_time, timestamp
+from promotion_operator.domain.windows import evaluate
 
 Object = Mapping[str, Any]
 
@@ -413,6 +415,8 @@ class StatusRow:
     live_version: str | None
     health: str | None
     in_flight: str | None  # "name -> version (phase)"
+    approvals: str | None = None  # with spec.approval: "0 of 1 approval; not counted: ..."
+    window: str | None = None  # with windows: "open", "opens at ...", "frozen by ..."
 
     def as_json(self) -> dict[str, Any]:
         """The row as `-o json` prints it."""
@@ -423,12 +427,111 @@ class StatusRow:
             "liveVersion": self.live_version,
             "health": self.health,
             "inFlight": self.in_flight,
+            "approvals": self.approvals,
+            "window": self.window,
         }
 
 
-def status_rows(environments: Iterable[Object], promotions: Iterable[Object]) -> list[StatusRow]:
-    """Every Environment with its versions, health and the real Promotion in flight (the
-    newest unfinished one), sorted by namespace and name. One pass over each list."""
+_APPROVE_HINT = "; an allowed approver"  # where the Approval check's how-to begins
+_OPENS_RE = re.compile(
+    r"promotion window closed by (?P<by>.+?); (?P<when>(?:opens at|does not)[^(]*)"
+)
+_FROZEN_RE = re.compile(r"frozen by (?P<by>PromotionPolicy \S+?)(?::| \()")
+
+
+def check_record(promotion: Object, name: str) -> Mapping[str, Any]:
+    """The record of one check in a Promotion's status.checks ({} when absent)."""
+    records = _status(promotion).get("checks") or ()
+    return next((c for c in records if c.get("name") == name), {})
+
+
+def approval_body(promotion: Object, comment: str | None) -> dict[str, Any]:
+    """The PromotionApproval of a Promotion's current generation and version. It names no
+    approver: the chart's admission policy stamps the authenticated user."""
+    meta = _meta(promotion)
+    spec: dict[str, Any] = {
+        "promotion": meta.get("name"),
+        "generation": meta.get("generation", 1),
+        "version": _spec(promotion).get("version"),
+    }
+    if comment:
+        spec["comment"] = comment
+    return {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": "PromotionApproval",
+        "metadata": {
+            "generateName": f"{str(meta.get('name'))[:52]}-",
+            "namespace": meta.get("namespace"),
+        },
+        "spec": spec,
+    }
+
+
+def approval_counted(promotion: Object, approver: str) -> str | None:
+    """What the Approval check says of `approver`'s approval once it has seen it ("counts:
+    ..." or "not counted: ..."), or None while its message does not mention them yet."""
+    message = str(check_record(promotion, CheckName.APPROVAL).get("message") or "")
+    summary = message.split(_APPROVE_HINT, 1)[0]
+    if approver in (_status(promotion).get("approvedBy") or ()):
+        return f"counts: {summary}" if summary else "counts"
+    _, _, refused = summary.partition("; not counted: ")
+    if any(entry.startswith(f"{approver} (") for entry in refused.split("; ")):
+        return f"does not count: {summary}"
+    return None
+
+
+def approvals_view(env: Object, flying: Object | None) -> str | None:
+    """What the Approval check says of the Promotion in flight (without its how-to), or
+    how many approvals a Promotion will need; None when the Environment has no approvals."""
+    policy = _spec(env).get("approval")
+    if policy is None:
+        return None
+    required = int(policy.get("required") or 1)
+    if flying is None:
+        return f"{required} required"
+    message = str(check_record(flying, CheckName.APPROVAL).get("message") or "")
+    if message:
+        return message.split(_APPROVE_HINT, 1)[0]
+    counted = [str(who) for who in _status(flying).get("approvedBy") or ()]
+    return f"{len(counted)} of {required}" + (f" ({', '.join(counted)})" if counted else "")
+
+
+def window_view(env: Object, flying: Object | None, *, now: dt.datetime) -> str | None:
+    """The next window: the PromotionWindow check of the Promotion in flight (which also
+    knows the PromotionPolicies and Argo CD sync windows), else the Environment's own
+    windows evaluated at `now`; None when neither says anything."""
+    record = check_record(flying, CheckName.WINDOW) if flying else {}
+    message = str(record.get("message") or "")
+    if record.get("status") == "Passed":
+        return message or "open"
+    if (closed := _OPENS_RE.search(message)) is not None:
+        return f"{closed['when'].strip().rstrip(',')} ({closed['by']})"
+    if (frozen := _FROZEN_RE.search(message)) is not None:
+        return f"frozen by {frozen['by']}"
+    if message:
+        return message
+    windows = _spec(env).get("windows")
+    if not windows:
+        return None
+    try:
+        name = f"Environment {_meta(env).get('name')}"
+        schedules = [Window.model_validate(w).schedule_of(name) for w in windows]
+    except ValueError:
+        return "invalid windows (see the Environment's status)"
+    state = evaluate(schedules, now)
+    if state.open:
+        return "open"
+    if state.opens_at is not None:
+        return f"opens at {timestamp(state.opens_at)} ({state.blocking})"
+    return f"closed ({state.blocking})"
+
+
+def status_rows(
+    environments: Iterable[Object], promotions: Iterable[Object], *, now: dt.datetime
+) -> list[StatusRow]:
+    """Every Environment with its versions, health, the real Promotion in flight (the
+    newest unfinished one) and its gates, sorted by namespace and name. One pass over
+    each list."""
     in_flight: dict[tuple[str, str], Object] = {}
     for p in promotions:
         if _spec(p).get("dryRun") or is_current_generation_finished(p):
@@ -456,6 +559,8 @@ def status_rows(environments: Iterable[Object], promotions: Iterable[Object]) ->
                     if flying
                     else None
                 ),
+                approvals=approvals_view(env, flying),
+                window=window_view(env, flying, now=now),
             )
         )
     rows.sort(key=lambda row: (row.namespace, row.environment))

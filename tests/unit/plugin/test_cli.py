@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import subprocess
+import threading
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -11,7 +14,7 @@ import yaml
 from click.testing import CliRunner
 
 from promotion_operator.plugin.flow import promotion_name
-from promotion_operator.plugin.kube import Kube, KubeFlags
+from promotion_operator.plugin.kube import Kube, KubeError, KubeFlags
 from promotion_operator.plugin.main import cli
 from promotion_operator.plugin.session import EXIT_NOT_CONFIRMED
 from promotion_operator.registry import _next_page
@@ -148,3 +151,61 @@ def test_the_namespace_comes_from_the_kubeconfig_context(tmp_path: Path) -> None
     assert Kube(KubeFlags(kubeconfig=str(kubeconfig), context="b")).namespace == "default"
     flagged = KubeFlags(kubeconfig=str(kubeconfig), namespace="mine")
     assert Kube(flagged).namespace == "mine"
+
+
+def _kubeconfig(path: Path, server: str) -> Path:
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": server}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "a", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "a",
+            }
+        )
+    )
+    return path
+
+
+def test_as_and_as_group_send_kubectls_impersonation_headers(tmp_path: Path) -> None:
+    """One Impersonate-Group line per group, as kubectl sends them (a loopback server
+    records the request; the API server's side is in tests/e2e/test_gates.py)."""
+    seen: list[Message] = []
+
+    class Recorder(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers)
+            self.send_response(404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"kind":"Status","message":"not here"}')
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        config = _kubeconfig(tmp_path / "config", f"http://127.0.0.1:{server.server_port}")
+        flags = KubeFlags(kubeconfig=str(config), as_user="bob", as_groups=("ops", "dev"))
+        with pytest.raises(KubeError, match="not found"):
+            Kube(flags).get("promotions", "p")
+        with pytest.raises(KubeError, match="not found"):
+            Kube(KubeFlags(kubeconfig=str(config))).get("promotions", "p")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen[0]["Impersonate-User"] == "bob"
+    assert seen[0].get_all("Impersonate-Group") == ["ops", "dev"]
+    assert seen[1]["Impersonate-User"] is None
+
+
+def test_as_group_without_as_is_refused_as_kubectl_does(tmp_path: Path) -> None:
+    config = _kubeconfig(tmp_path / "config", "https://127.0.0.1:1")
+    result = CliRunner().invoke(
+        cli, ["approve", "p", "--kubeconfig", str(config), "--as-group", "ops"]
+    )
+    assert result.exit_code == 1
+    assert "--as-group needs --as" in result.output

@@ -252,7 +252,7 @@ def test_status_rows_show_the_newest_real_promotion_in_flight() -> None:
         promo("dry", "v4", phase="Verifying", dry_run=True, finished="2025-08-19T12:00:00Z"),
         promo("done", "v5", finished="2025-08-19T13:00:00Z"),
     ]
-    rows = status_rows(envs, promotions)
+    rows = status_rows(envs, promotions, now=NOW)
     assert [r.environment for r in rows] == ["dev", "prod"]
     assert rows[1].in_flight == "new -> v3 (Promoting)"
     assert rows[0].in_flight is None
