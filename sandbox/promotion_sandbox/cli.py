@@ -20,7 +20,7 @@ from promotion_sandbox.kube import Kube
 from promotion_sandbox.procs import wait_until
 from promotion_sandbox.stack import Stack, running_stack
 from promotion_sandbox.watch import PhaseChange, PhaseWatch
-from promotion_sandbox.world import PROD_OVERLAY, UNTESTED_VERSION, World
+from promotion_sandbox.world import PROD_OVERLAY, World
 
 DEFAULT_HOME = Path(
     os.environ.get(
@@ -32,6 +32,9 @@ DEFAULT_HOME = Path(
 )
 NAMESPACE = "tvhub"
 RELEASE = "v20250902-c0ffee1"  # what CI releases during the demo
+# pushed to the registry but never deployed to dev; newer than RELEASE, so the rollback
+# guard lets it through to the checks, which wait for dev to run it
+NEVER_RUN = "v20250903-0badc0d"
 FINAL = frozenset({"Succeeded", "Failed"})
 FOLLOW_TIMEOUT = 120.0
 
@@ -170,9 +173,10 @@ def _loop(kube: Kube, argocd: ArgoCDWorld, stack: Stack) -> int:
     print(_applications(argocd))
     print(_environments(kube))
 
-    _say(f"a version never run in dev ({UNTESTED_VERSION}) waits, then fails at its timeout")
-    name = f"tvhub-prod-{UNTESTED_VERSION}"
-    print(stack.promote(name, UNTESTED_VERSION, timeout="20s"))
+    _say(f"CI pushes {NEVER_RUN} but nobody deploys it to dev: its Promotion waits, then fails")
+    world.push_version(NEVER_RUN)
+    name = f"tvhub-prod-{NEVER_RUN}"
+    print(stack.promote(name, NEVER_RUN, timeout="20s"))
     final = _follow(stack.watch, name)
     _say(f"kubectl get promotions,environments -n {NAMESPACE}")
     print(kube.kubectl("get", "promotions,environments", "-n", NAMESPACE).stdout)

@@ -53,7 +53,7 @@ def test_demo_runs_the_loop_on_argocd_then_refuses_an_untested_version(
     assert re.search(r"tvhub-prod\s+Synced\s+Healthy", prod_synced), prod_synced
     assert re.search(rf"tvhub-prod\s+{released}\s+{released}\s+Healthy", prod_synced), prod_synced
     untested = [
-        line for line in out.splitlines() if line.startswith("   tvhub-prod-v20250826-0badc0d:")
+        line for line in out.splitlines() if line.startswith("   tvhub-prod-v20250903-0badc0d:")
     ]
-    assert "Verifying" in untested[1] and "does not run v20250826-0badc0d" in untested[1]
+    assert "Verifying" in untested[1] and "does not run v20250903-0badc0d" in untested[1]
     assert "Failed" in untested[-1] and "timed out after 20s" in untested[-1]

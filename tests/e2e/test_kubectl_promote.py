@@ -100,11 +100,16 @@ def test_kubectl_finds_the_plugin_and_it_lists_versions_and_writes_gitops_files(
     assert as_json.returncode == 0, as_json.stderr
     document = json.loads(as_json.stdout)
     rows = {row["version"]: row for row in document["versions"]}
-    assert [row["version"] for row in document["versions"]] == [
+    listed_versions = [row["version"] for row in document["versions"]]
+    ours = {UNTESTED_VERSION, NEW_VERSION, OLD_VERSION}
+    assert [v for v in listed_versions if v in ours] == [
         UNTESTED_VERSION,
         NEW_VERSION,
         OLD_VERSION,
     ]
+    # the session's registry also holds other tests' tags: all of them, newest date first
+    dates = [version.split("-")[0] for version in listed_versions]
+    assert dates == sorted(dates, reverse=True)
     assert rows[NEW_VERSION]["upstreamRunning"] is True
     assert rows[NEW_VERSION]["upstreamHealthySince"]
     assert rows[NEW_VERSION]["current"] is False

@@ -554,7 +554,9 @@ class GitRepository:
         """Files at a commit, all in one git process; None for a path that is no file.
 
         Reads the object database only (no worktree, no lock). A file that is not UTF-8
-        is an INVALID_OVERLAY error for the caller to report, not a crash.
+        is an INVALID_OVERLAY error for the caller to report, not a crash. A symlink is
+        followed inside the commit's tree, as a checkout would; one that leads out of the
+        tree is refused like a path that escapes the clone (its target is never read).
         """
         for relative in paths:
             confine_path(self._clone_dir, relative)
@@ -562,7 +564,7 @@ class GitRepository:
             return {}
         request = "".join(f"{commit}:{relative}\n" for relative in paths).encode()
         with shared_use(self._use_path):
-            result = self._run(["cat-file", "--batch"], stdin=request)
+            result = self._run(["cat-file", "--batch", "--follow-symlinks"], stdin=request)
         if not result.ok:
             raise self._error("git cat-file in the clone of", result)
         found: dict[str, str | None] = {}
@@ -571,6 +573,16 @@ class GitRepository:
             end = data.index(b"\n", at)
             header = data[at:end].split()
             at = end + 1
+            if len(header) == 2 and header[0] == b"symlink":  # leads out of the tree
+                raise PermanentError(
+                    Reason.INVALID_OVERLAY,
+                    f"path {relative!r} leads outside the repository (through a symlink); "
+                    "files must live inside the repository",
+                )
+            if len(header) == 2 and header[1].isdigit():  # dangling, loop, notdir: no file
+                found[relative] = None
+                at += int(header[1]) + 1
+                continue
             if len(header) != 3 or header[1] != b"blob":
                 found[relative] = None
                 if len(header) == 3:  # a tree or other object: skip its content
