@@ -7,7 +7,7 @@ import click
 
 from promotion_operator.plugin import flow, gitops
 from promotion_operator.plugin.kube import KubeError
-from promotion_operator.plugin.promote import TIMEOUT_HELP
+from promotion_operator.plugin.promote import request_options
 from promotion_operator.plugin.session import PluginError, Session, kube_options, with_session
 from promotion_operator.plugin.views import rollback_target
 
@@ -15,17 +15,7 @@ from promotion_operator.plugin.views import rollback_target
 @click.command("rollback")
 @click.argument("environment")
 @click.option("--to", "version", default=None, help="The version (default: the previous one).")
-@click.option("--reason", "-r", required=True, help="Why (goes into the commit).")
-@click.option("--yes", "-y", is_flag=True, help="Do not ask; needed without a terminal.")
-@click.option("--timeout", default=None, help=TIMEOUT_HELP)
-@click.option(
-    "--gitops",
-    "checkout",
-    default=None,
-    type=click.Path(file_okay=False),
-    help="Write the rollback Promotion into this git checkout's promotions/ folder.",
-)
-@click.option("--push", is_flag=True, help="With --gitops: push the commit.")
+@request_options("Write the rollback Promotion into this git checkout's promotions/ folder.")
 @kube_options
 @with_session
 def command(
