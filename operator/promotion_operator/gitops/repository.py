@@ -326,7 +326,9 @@ class GitRepository:
             ],
             cwd=self._clone_dir,
             network=False,
-            config=("core.quotePath=false",),
+            # a shallow clone's oldest commit has no parent: without this, git lists every
+            # file of its tree, and another Environment's promotion would count as ours
+            config=("core.quotePath=false", "log.showRoot=false"),
         )
         if not result.ok:
             raise self._error("git log in the clone of", result)

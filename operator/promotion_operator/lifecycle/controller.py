@@ -298,6 +298,16 @@ class PromotionController:
 
     def _run(self, item: _Item, body: Object | None) -> None:
         delay: float | None
+        with self._cond:
+            # it may have waited in the pool's queue: a delete or a spec edit since then
+            # must win over the body captured when it was scheduled
+            if item.gone:
+                item.running = False
+                set_in_flight(item.namespace, item.name, active=False)
+                return
+            if item.again:
+                item.again = False
+                body = None  # read it as it is now
         try:
             if body is None:
                 body = self.source.get_promotion(item.namespace, item.name)
@@ -311,6 +321,7 @@ class PromotionController:
         with self._cond:
             item.running = False
             if item.gone:
+                set_in_flight(item.namespace, item.name, active=False)
                 return
             if item.again:
                 item.again = False

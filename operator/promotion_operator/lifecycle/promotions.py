@@ -142,16 +142,13 @@ def promote(
     repo = open_repository(config, ports, env)
     version = promotion.spec.version
     with repo.lock():
-        # a dry run's diff must be against the remote as it is: always fetched
-        repo.sync(if_stale=not promotion.spec.dry_run)
-        try:
-            overlay = repo.read_file(env.overlay_file)
-        except PermanentError:
-            # the clone may be behind the remote (no fetch while it looked current): a file
-            # someone else added since is not there yet; look on a fetched tree before failing
-            repo.sync()
-            overlay = repo.read_file(env.overlay_file)
-        writer.status.previous_version = writer.status.previous_version or _version_of(overlay, env)
+        # always fetched: the previous version read here goes into the commit message and
+        # status, and a dry run's diff must be against the remote as it is (a clone that
+        # only this process's last push left current may be hours behind someone else)
+        repo.sync()
+        writer.status.previous_version = writer.status.previous_version or _version_of(
+            repo.read_file(env.overlay_file), env
+        )
         found = repo.find_commit(
             identity_trailers(promotion.uid, promotion.generation),
             since=_since(promotion),

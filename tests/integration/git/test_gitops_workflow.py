@@ -426,3 +426,33 @@ def test_promotions_of_reads_only_new_commits_later_and_starts_afresh_after_a_re
     subprocess.run(["git", "update-ref", "refs/heads/main", before], cwd=bare_repo, check=True)
     commit_files(bare_repo, {"README.md": "rewritten\n"}, message="rewrite")
     assert repo.promotions_of(repo.snapshot(), OVERLAY, new) == []
+
+
+def test_a_commit_without_parent_is_no_promotion_of_every_overlay(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    """A shallow clone's oldest commit (and a root commit) has no parent: git would list
+    every file of its tree as changed, and another Environment's promotion naming the
+    version would count as a promotion of this overlay (a forward Promotion refused, or a
+    rollback vouched for by the wrong commit)."""
+    work, bare = tmp_path / "work", tmp_path / "remote.git"
+    version = "v20250819-f3b8541"
+    dev = "k8s/overlays/dev/kustomization.yaml"
+    for path in (OVERLAY, dev):
+        (work / path).parent.mkdir(parents=True, exist_ok=True)
+        (work / path).write_text(f"images:\n- name: app\n  newTag: {version}\n")
+    message = _promotion_message("dev-up", "v20250812-a1b2c3d", version).replace(
+        "tvhub-prod", "tvhub-dev"
+    )
+    for args in (
+        ("init", "--quiet", "--initial-branch=main", str(work)),
+        ("-C", str(work), "add", "."),
+        ("-C", str(work), "commit", "--quiet", "-m", message),
+        ("clone", "--quiet", "--bare", str(work), str(bare)),
+    ):
+        subprocess.run(["git", *args], env=GIT_IDENTITY, check=True)
+    repo = GitRepository(f"file://{bare}", "main", cache_dir=cache_dir, allow_file=True)
+
+    head = repo.snapshot()
+
+    assert repo.promotions_of(head, OVERLAY, version) == []
