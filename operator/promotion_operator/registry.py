@@ -199,7 +199,12 @@ class RegistryClient:
         raise _status_error(target, response.status, "checking the tag")
 
     def list_tags(
-        self, image: str, *, max_tags: int = 10_000, deadline: float = 30.0
+        self,
+        image: str,
+        *,
+        max_tags: int = 10_000,
+        deadline: float = 30.0,
+        page_size: int = TAGS_PAGE_SIZE,
     ) -> tuple[list[str], bool]:
         """Return the tags of `image` (OCI `tags/list`, following `Link` pages) and whether
         the list is complete.
@@ -213,7 +218,7 @@ class RegistryClient:
         host, repository = split_image(image)
         target = _Target(host, repository, image)
         end = time.monotonic() + deadline
-        path = f"/v2/{repository}/tags/list?n={TAGS_PAGE_SIZE}"
+        path = f"/v2/{repository}/tags/list?n={page_size}"
         tags: list[str] = []
         while True:
             response = self._authorized(target, "GET", path, max_body=MAX_TAGS_PAGE_BYTES)

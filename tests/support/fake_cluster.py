@@ -68,6 +68,7 @@ class FakeCluster:
     status_writes: int = 0
     refreshes: list[Key] = field(default_factory=list)
     fail_reads_with: PromotionError | None = None
+    fail_status_writes_with: PromotionError | None = None
 
     def get_environment(self, namespace: str, name: str) -> Object:
         """Return a copy of the stored Environment."""
@@ -99,6 +100,8 @@ class FakeCluster:
 
     def patch_status(self, plural: str, namespace: str, name: str, status: Object) -> None:
         """Merge-patch the stored object's status."""
+        if self.fail_status_writes_with is not None:
+            raise self.fail_status_writes_with
         store = self.promotions if plural == "promotions" else self.environments
         obj = self._get(store, namespace, name)
         obj["status"] = merge_patch(obj.get("status") or {}, status)

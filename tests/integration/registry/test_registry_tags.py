@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from promotion_operator import registry as registry_module
 from promotion_operator.domain.errors import PermanentError, Reason
 from promotion_operator.domain.images import RegistryCredentials
 from promotion_operator.registry import RegistryClient
@@ -24,23 +23,24 @@ def _push_all(
 
 
 def test_every_tag_is_listed_across_pages(
-    anonymous_registry: LocalRegistry, monkeypatch: pytest.MonkeyPatch
+    anonymous_registry: LocalRegistry,
 ) -> None:
     _push_all(anonymous_registry, "team/paged")
-    monkeypatch.setattr(registry_module, "TAGS_PAGE_SIZE", 2)  # 5 tags: three pages
     client = RegistryClient(insecure=True, timeout=5)
-    tags, complete = client.list_tags(f"{anonymous_registry.host}/team/paged")
+    # 5 tags: three pages
+    tags, complete = client.list_tags(f"{anonymous_registry.host}/team/paged", page_size=2)
     assert sorted(tags) == sorted(TAGS)
     assert complete
 
 
 def test_the_tag_cap_stops_reading_and_says_so(
-    anonymous_registry: LocalRegistry, monkeypatch: pytest.MonkeyPatch
+    anonymous_registry: LocalRegistry,
 ) -> None:
     _push_all(anonymous_registry, "team/capped")
-    monkeypatch.setattr(registry_module, "TAGS_PAGE_SIZE", 2)
     client = RegistryClient(insecure=True, timeout=5)
-    tags, complete = client.list_tags(f"{anonymous_registry.host}/team/capped", max_tags=3)
+    tags, complete = client.list_tags(
+        f"{anonymous_registry.host}/team/capped", max_tags=3, page_size=2
+    )
     assert len(tags) == 3
     assert set(tags) <= set(TAGS)
     assert not complete
@@ -52,13 +52,12 @@ def test_tags_are_listed_with_credentials_and_refused_without(
     htpasswd_registry: LocalRegistry,
     token_registry: LocalRegistry,
     robot: RegistryCredentials,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     registry = htpasswd_registry if auth == "htpasswd" else token_registry
     _push_all(registry, f"team/listed-{auth}", robot)
-    monkeypatch.setattr(registry_module, "TAGS_PAGE_SIZE", 2)
     image = f"{registry.host}/team/listed-{auth}"
-    tags, _ = RegistryClient({registry.host: robot}, insecure=True, timeout=5).list_tags(image)
+    client = RegistryClient({registry.host: robot}, insecure=True, timeout=5)
+    tags, _ = client.list_tags(image, page_size=2)
     assert sorted(tags) == sorted(TAGS)
     with pytest.raises(PermanentError) as caught:
         RegistryClient(insecure=True, timeout=5).list_tags(image)
