@@ -54,7 +54,8 @@ def tally_approvals(
     counted: list[str] = []
     refused: list[str] = []
     stale = 0
-    for obj in sorted(approvals, key=_created):
+    # creationTimestamp has whole seconds: the name breaks ties, so the order is stable
+    for obj in sorted(approvals, key=lambda obj: (_created(obj), _name(obj))):
         meta = obj.get("metadata") or {}
         try:
             spec = PromotionApprovalSpec.model_validate(obj.get("spec") or {})
@@ -83,6 +84,10 @@ def tally_approvals(
         else:
             counted.append(who)
     return Tally(tuple(counted), tuple(dict.fromkeys(refused)), stale)
+
+
+def _name(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("name") or "")
 
 
 def _created(obj: Mapping[str, Any]) -> dt.datetime:
