@@ -39,6 +39,8 @@ Reader = Callable[[str], str]
 """Reads a repository-relative file of the freshly synced tree (confined to the clone)."""
 Edit = Callable[[Reader], Mapping[str, str] | None]
 """Returns {repository-relative path: new full text}, or None/{} when nothing changes."""
+Message = str | Callable[[], str]
+"""A commit message, or what builds it right after the edit it describes has run."""
 
 # Where the status refresh fetches the branch: a ref of its own, so it needs no lock.
 SNAPSHOT_REF = "refs/promotion-operator/snapshot"
@@ -82,7 +84,7 @@ class _Job:
     """One promotion's edit waiting for the next batch push of its (url, branch)."""
 
     edit: Edit
-    message: str
+    message: Message
     before_push: Callable[[], None] | None
     done: threading.Event = field(default_factory=threading.Event)
     result: PushResult | None = None
@@ -347,7 +349,7 @@ class GitRepository:
     def commit_and_push(
         self,
         edit: Edit,
-        message: str,
+        message: Message,
         *,
         max_attempts: int = 5,
         before_push: Callable[[], None] | None = None,
@@ -363,7 +365,8 @@ class GitRepository:
         After `max_attempts` rejections: GitPushRejectedError (retryable). `before_push`
         runs between commit and push (the crash-safety tests stop the process there), and
         may raise to abandon the push. `synced`: the caller holds the lock and has just
-        synced, so the first attempt skips its own fetch.
+        synced, so the first attempt skips its own fetch. `message` may be a callable: it
+        is called after each run of `edit`, so it can describe the tree that was edited.
 
         `batch` (the caller must not hold the lock): the edit joins the queue of this
         clone, and whoever takes the lock next commits every queued edit, one commit per
@@ -373,9 +376,6 @@ class GitRepository:
         """
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
-        # Defence in depth: the caller builds the message, but a credential must never land
-        # in the repository's history even if one slipped into a reason text.
-        message = redact(message, self._secrets)
         if batch:
             return self._join_batch(_Job(edit, message, before_push), max_attempts)
         with self.lock():
@@ -392,8 +392,7 @@ class GitRepository:
                 self._git("add", "--all", "--", ".")
                 if self._run(["diff", "--cached", "--quiet"]).ok:
                     return PushResult(None, attempt, changed=False)  # edit rewrote identical text
-                # whitespace cleanup keeps lines starting with '#' (a reason may have them).
-                self._git("commit", "--no-verify", "--quiet", "--cleanup=whitespace", "-m", message)
+                self._commit(message)
                 commit = self._git("rev-parse", "HEAD")
                 if before_push is not None:
                     before_push()
@@ -501,7 +500,7 @@ class GitRepository:
                     return _UNCONFIRMED
                 job.finish(PushResult(None, attempt, changed=False))
                 return None
-            self._git("commit", "--no-verify", "--quiet", "--cleanup=whitespace", "-m", job.message)
+            self._commit(job.message)
             commit = self._git("rev-parse", "HEAD")
             if job.before_push is not None:
                 job.before_push()
@@ -510,6 +509,14 @@ class GitRepository:
             job.finish(error=error)
             return None
         return commit
+
+    def _commit(self, message: Message) -> None:
+        text = message() if callable(message) else message
+        # Defence in depth: the caller builds the message, but a credential must never land
+        # in the repository's history even if one slipped into a reason text.
+        text = redact(text, self._secrets)
+        # whitespace cleanup keeps lines starting with '#' (a reason may have them).
+        self._git("commit", "--no-verify", "--quiet", "--cleanup=whitespace", "-m", text)
 
     def _restore(self, head: str) -> None:
         self._git("reset", "--quiet", "--hard", head)
@@ -596,13 +603,28 @@ class GitRepository:
         return found
 
     def file_at(self, revision: str, relative: str) -> str | None:
-        """Return a file's text at a commit of the clone, or None if it has no such file."""
+        """Return a file's text at a commit of the clone, or None if it has no such file.
+
+        `<sha>^` of a shallow clone's oldest commit (a crash recovery finding a commit
+        at the edge of the kept history) deepens the clone by one commit first, so the
+        parent is read from the remote rather than taken for an empty file.
+        """
         confine_path(self._clone_dir, relative)
         if revision.startswith("-"):
             return None
         with self.lock():
+            if revision.endswith("^") and revision[:-1] in self._shallow_boundary():
+                refspec = f"+refs/heads/{self.branch}:{self._remote_ref}"
+                self._network("fetch", "--quiet", "--no-tags", "--deepen=1", "origin", refspec)
             result = self._run(["cat-file", "blob", f"{revision}:{relative}"])
         return result.out if result.ok else None
+
+    def _shallow_boundary(self) -> set[str]:
+        """The commits whose parents a shallow clone does not hold (none when complete)."""
+        try:
+            return set((self._clone_dir / ".git" / "shallow").read_text().split())
+        except FileNotFoundError:
+            return set()
 
     # -- internals --
 

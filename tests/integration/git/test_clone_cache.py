@@ -109,6 +109,27 @@ def test_a_bounded_clone_holds_recent_history_and_deepens_for_an_old_promotion(
     assert clone_commits(repo) == commit_count(bare)
 
 
+def test_the_parent_of_a_shallow_clones_oldest_commit_is_fetched_not_taken_for_empty(
+    tmp_path: Path,
+) -> None:
+    # A crash recovery reads the overlay at the found commit's parent for the previous
+    # version and the diff; at the edge of the kept history git has no parent to show.
+    bare = tmp_path / "remote.git"
+    old_history(bare, recent=False)
+    bumped = SEED[OVERLAY].replace("v20250812-a1b2c3d", "v20250819-f3b8541")
+    repo = repository(bare, tmp_path / "cache", dt.timedelta(days=7))
+    subprocess.run(["git", "clone", "-q", str(bare), str(tmp_path / "human")], check=True)
+    (tmp_path / "human" / OVERLAY).write_text(bumped)
+    for args in (["add", "."], ["commit", "-qm", "bump"], ["push", "-q", "origin", "HEAD:main"]):
+        subprocess.run(["git", "-c", "user.name=h", "-c", "user.email=h@x", *args],
+                       cwd=tmp_path / "human", check=True)  # fmt: skip
+    head = repo.sync()
+    assert clone_commits(repo) == 1  # only the tip: every older commit is a month old
+    assert repo.file_at(head, OVERLAY) == bumped
+    assert repo.file_at(f"{head}^", OVERLAY) == SEED[OVERLAY]
+    assert clone_commits(repo) == 2
+
+
 def test_a_bounded_clone_pushes_and_a_quiet_branch_still_clones(tmp_path: Path) -> None:
     bare = tmp_path / "remote.git"
     old_history(bare, recent=False)  # nothing newer than the bound: the tip alone
