@@ -230,6 +230,29 @@ def test_long_lived_promotion_promotes_each_generation(
     assert len(messages) == 3
 
 
+def test_a_commit_made_behind_the_operators_back_is_the_previous_version(
+    kube: Kube, operator: OperatorProcess, fresh_world: World, e2e_namespace: str
+) -> None:
+    # The operator's clone is known current after its own push and is not fetched again
+    # before the next promotion's edit: the rejected push must re-read the overlay, and
+    # the commit message and status must name what the branch really held.
+    ns = e2e_namespace
+    setup_world(kube, fresh_world, ns)
+    kube.apply(promotion(ns, "first", NEW_VERSION))
+    wait_phase(kube, operator, ns, "first", "Succeeded")
+    text = fresh_world.remote_file(PROD).replace(f"newTag: {NEW_VERSION}", "newTag: hotfix-1")
+    fresh_world.commit_file(PROD, text, message="hotfix by hand")
+    kube.apply(fresh_world.dev_application(ns, UNTESTED_VERSION))
+    kube.apply(promotion(ns, "second", UNTESTED_VERSION))
+    second = wait_phase(kube, operator, ns, "second", "Succeeded")
+    assert second["previousVersion"] == "hotfix-1"
+    newest = fresh_world.remote_messages()[0]
+    assert f"hotfix-1 -> {UNTESTED_VERSION}" in newest.splitlines()[0]
+    assert "hotfix by hand" in fresh_world.remote_messages()[1]
+    removed = [line for line in second["diff"].splitlines() if line.startswith("-")]
+    assert any("newTag: hotfix-1" in line for line in removed)
+
+
 def test_reapply_and_delete_change_nothing_in_git(
     kube: Kube, operator: OperatorProcess, fresh_world: World, e2e_namespace: str
 ) -> None:

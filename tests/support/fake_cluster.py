@@ -22,7 +22,7 @@ from promotion_operator.domain.gitrules import has_trailers
 from promotion_operator.domain.images import RegistryCredentials
 from promotion_operator.domain.notifications import Notice
 from promotion_operator.domain.rollback import PromotionCommit, parse_promotion_commit
-from promotion_operator.gitops import Edit, GitAuth, PushResult
+from promotion_operator.gitops import Edit, GitAuth, Message, PushResult
 from promotion_operator.k8s import NotFoundError, Object
 from promotion_operator.lifecycle.ports import Ports, Repository, TagChecker
 
@@ -253,7 +253,7 @@ class FakeRepository:
     def commit_and_push(
         self,
         edit: Edit,
-        message: str,
+        message: Message,
         *,
         max_attempts: int = 5,
         before_push: Callable[[], None] | None = None,
@@ -274,7 +274,7 @@ class FakeRepository:
             before_push()
         if self.push_errors:
             raise self.push_errors.pop(0)
-        commit = self._add(message, files)
+        commit = self._add(message() if callable(message) else message, files)
         if self.lost_answers:  # the push landed, but its answer never reached us
             raise self.lost_answers.pop(0)
         return PushResult(commit.sha, 1, changed=True)

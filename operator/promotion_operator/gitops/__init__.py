@@ -8,6 +8,7 @@ from promotion_operator.gitops.repository import (
     CommitRecord,
     Edit,
     GitRepository,
+    Message,
     PushResult,
     Reader,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "GitAuth",
     "GitRepository",
     "HTTPSAuth",
+    "Message",
     "PushResult",
     "Reader",
     "SSHAuth",

@@ -17,7 +17,7 @@ from promotion_operator.domain.gitrules import validate_git_url
 from promotion_operator.domain.images import RegistryCredentials
 from promotion_operator.domain.notifications import Notice
 from promotion_operator.domain.rollback import PromotionCommit
-from promotion_operator.gitops import Edit, GitAuth, GitRepository, PushResult
+from promotion_operator.gitops import Edit, GitAuth, GitRepository, Message, PushResult
 from promotion_operator.k8s import ClusterAPI
 from promotion_operator.lifecycle.config import OperatorConfig
 from promotion_operator.lifecycle.credentials import git_auth
@@ -63,7 +63,7 @@ class Repository(Protocol):
     def commit_and_push(
         self,
         edit: Edit,
-        message: str,
+        message: Message,
         *,
         max_attempts: int = 5,
         before_push: Callable[[], None] | None = None,

@@ -101,11 +101,14 @@ class OverlayEditor:
     env: Environment
     version: str
     diff: str = ""
+    ran: bool = False
+    previous: str | None = None  # the version the overlay pinned before the last edit
 
     def __call__(self, read: Reader) -> Mapping[str, str] | None:
         """Return {path: new text}, or None when the overlay already holds the version."""
         path = self.env.overlay_file
         old = read(path)
+        self.previous, self.ran = _version_of(old, self.env), True
         edit = set_image_tags(
             old,
             dict.fromkeys(self.env.spec.image_names(), self.version),
@@ -142,13 +145,11 @@ def promote(
     repo = open_repository(config, ports, env)
     version = promotion.spec.version
     with repo.lock():
-        # always fetched: the previous version read here goes into the commit message and
-        # status, and a dry run's diff must be against the remote as it is (a clone that
-        # only this process's last push left current may be hours behind someone else)
-        repo.sync()
-        writer.status.previous_version = writer.status.previous_version or _version_of(
-            repo.read_file(env.overlay_file), env
-        )
+        # The lookup below needs only this operator's own pushes, which a known-current
+        # clone holds (a new leader's first sync fetches); a dry run's diff must be
+        # against the remote as it is, so it always fetches. The previous version for the
+        # commit message is read by the edit itself, on the tree the commit is made on.
+        repo.sync(if_stale=not promotion.spec.dry_run)
         found = repo.find_commit(
             identity_trailers(promotion.uid, promotion.generation),
             since=_since(promotion),
@@ -161,6 +162,7 @@ def promote(
         editor = OverlayEditor(env, version)
         if promotion.spec.dry_run:
             editor(repo.read_file)
+            writer.status.previous_version = editor.previous
             writer.status.diff = editor.diff or None
             writer.condition(
                 ConditionType.COMMITTED,
@@ -172,18 +174,22 @@ def promote(
                 Phase.SUCCEEDED, Reason.DRY_RUN, f"dry run: {env.name} would move to {version}"
             )
             return
-        message = commit_message(
-            namespace=promotion.namespace,
-            name=promotion.name,
-            uid=promotion.uid,
-            generation=promotion.generation,
-            environment=env.name,
-            old=writer.status.previous_version,
-            new=version,
-            reason=promotion.spec.reason,
-            requested_by=writer.status.requested_by or promotion.requested_by(),
-            audit=audit,
-        )
+
+        def message() -> str:
+            # built after each edit, from the text it edited: a push rejected on a moved
+            # branch is re-edited on the new head, and its message follows
+            return commit_message(
+                namespace=promotion.namespace,
+                name=promotion.name,
+                uid=promotion.uid,
+                generation=promotion.generation,
+                environment=env.name,
+                old=editor.previous,
+                new=version,
+                reason=promotion.spec.reason,
+                requested_by=writer.status.requested_by or promotion.requested_by(),
+                audit=audit,
+            )
 
         def before_push() -> None:
             _crash_point("after-commit")
@@ -200,6 +206,8 @@ def promote(
         _supersede(writer, superseded.newer)
         return
     _crash_point("after-push")
+    if editor.ran:
+        writer.status.previous_version = editor.previous
     if not pushed.changed or pushed.commit is None:
         writer.status.diff = None
         writer.condition(
