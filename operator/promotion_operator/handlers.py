@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -46,7 +48,8 @@ class StatusDiffBase(kopf.DiffBaseStorage):
     """kopf's "last handled configuration", read from the object instead of written to it.
 
     Our objects say themselves what was handled: a Promotion whose current generation is
-    finished, an Environment whose `status.observedGeneration` equals its generation. The
+    finished, an Environment whose `status.observedGeneration` equals its generation
+    (neither has a kopf changing handler today; this keeps kopf from ever writing one). The
     diff base of such an object is the object itself (no change to react to); for anything
     else (a new object, a new generation, a Promotion still at work) there is none, so
     kopf keeps its handler going. Nothing is ever stored: a year of finished Promotions
@@ -127,27 +130,57 @@ def _start_promotions(memo: kopf.Memo) -> PromotionController:
 # Environments are refreshed by one loop over kopf's index rather than a kopf daemon or
 # timer per object: those make kopf put a finalizer on every Environment, and then an
 # Environment could not be deleted (or pruned by Argo CD) while the operator is down.
+# Nor is there a kopf create/update handler: kopf patches every object it runs a
+# changing handler for (its progress bookkeeping), so a start with a thousand new
+# Environments meant a thousand PATCHes at once, each on a TLS connection of its own
+# (kopf's pool has no limit) with asyncio's 256 KiB read buffer: ~250 MiB of heap that
+# stayed. The index sees every event and writes nothing.
 @kopf.index(API_GROUP, API_VERSION, "environments")
 def environment_index(
-    namespace: str | None, name: str | None, body: kopf.Body, **_: Any
-) -> dict[tuple[str, str], dict[str, Any]]:
-    """The latest body of every Environment, for the refresh loop (kopf drops deleted ones)."""
-    return {(namespace or "", name or ""): dict(body)}
-
-
-@kopf.on.create(API_GROUP, API_VERSION, "environments")
-@kopf.on.update(API_GROUP, API_VERSION, "environments", field="spec")
-async def environment_changed(
     namespace: str | None, name: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any
-) -> None:
-    """Refresh a new or changed Environment at once rather than at the next round: the
-    refresh loop wakes and does a round of just the changed ones (one fetch per
-    repository, however many changed: at start-up that is every Environment)."""
-    wake = memo.get("environment_wake")
-    changed = memo.get("environment_changed")
-    if isinstance(wake, asyncio.Event) and isinstance(changed, dict):
-        changed[(namespace or "", name or "")] = dict(body)
-        wake.set()
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """The latest body of every Environment, for the refresh loop (kopf drops deleted ones).
+
+    A new or changed Environment (its status does not yet describe its generation) is
+    refreshed at once rather than at the next round: the refresh loop wakes and does a
+    round of just the changed ones (one fetch per repository, however many changed: at
+    start-up that is every Environment without a status).
+    """
+    key, latest = (namespace or "", name or ""), dict(body)
+    if not _describes_generation(latest):
+        wake = memo.get("environment_wake")
+        changed = memo.get("environment_changed")
+        if isinstance(wake, asyncio.Event) and isinstance(changed, dict):
+            changed[key] = latest
+            wake.set()
+    return {key: latest}
+
+
+def _describes_generation(body: dict[str, Any]) -> bool:
+    status = body.get("status") or {}
+    generation = (body.get("metadata") or {}).get("generation")
+    return bool(status) and status.get("observedGeneration") == generation
+
+
+def _load_libc() -> Any:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "malloc_trim") else None
+
+
+_LIBC = _load_libc()
+_TRIM_AFTER = 100  # Environments in a round: smaller rounds free too little to matter
+
+
+def _trim_heap() -> None:
+    """Hand the heap a large round freed back to the kernel (glibc keeps it otherwise:
+    the parsed bodies, git output and HTTP buffers of a round of 1,000 Environments are
+    freed at its end but stay resident). Nothing on other C libraries (musl)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
 
 
 async def _refresh_all(
@@ -187,6 +220,8 @@ async def _refresh_all(
             await environments.refresh_round(
                 config, ports, bodies, concurrency=_REFRESH_CONCURRENCY
             )
+            if len(bodies) >= _TRIM_AFTER:
+                _trim_heap()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), timeout=max(0.0, next_full - clock()))
         await asyncio.sleep(_CHANGE_GATHER)  # let a burst of changes share one round

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
+import kopf
+
 from promotion_operator import handlers
 from promotion_operator.domain.errors import Reason, RetryableError
 from promotion_operator.lifecycle.config import OperatorConfig
@@ -37,3 +42,25 @@ def test_a_failed_status_write_is_retried_soon_not_after_the_error_backoff() -> 
 
     assert delay == 2.0
     assert cluster.status_writes == 0
+
+
+def test_the_environment_index_wakes_the_refresh_for_new_and_changed_environments_only() -> None:
+    wake, changed = asyncio.Event(), dict[Any, Any]()
+    index: Any = handlers.environment_index
+    memo = kopf.Memo(environment_wake=wake, environment_changed=changed)
+
+    def body(generation: int, observed: int | None) -> kopf.Body:
+        status = {} if observed is None else {"observedGeneration": observed}
+        raw: Any = {"metadata": {"name": "prod", "generation": generation}, "status": status}
+        return kopf.Body(raw)
+
+    # described by its status: indexed, nothing to do at once (no write, no wake)
+    assert index("ns", "prod", body(3, 3), memo) == {("ns", "prod"): dict(body(3, 3))}
+    assert not wake.is_set() and not changed
+    # a new Environment (no status yet) and a changed spec (a new generation): refreshed now
+    for generation, observed in ((1, None), (4, 3)):
+        wake.clear()
+        changed.clear()
+        index("ns", "prod", body(generation, observed), memo)
+        assert wake.is_set()
+        assert changed[("ns", "prod")]["metadata"]["generation"] == generation
