@@ -9,8 +9,9 @@ interleaved, each `--runs` times:
 - what a hand-written promote script does: a fresh full `git clone`, edit the overlay,
   commit, push; and the same with `--depth=1`;
 - the operator's git work per promotion, exactly as `promote()` does it on its warm
-  persistent clone: under the branch lock `sync(if_stale=True)`, read the overlay, look
-  for this Promotion's trailers (`find_commit`), then `commit_and_push(batch=True)`.
+  persistent clone: under the branch lock `sync(if_stale=True)` and a look for this
+  Promotion's trailers (`find_commit`), then `commit_and_push(batch=True)`, whose edit
+  reads the overlay.
   Interleaved with the two scripts, whose pushes move the branch each time (so the
   operator's optimistic push is rejected, it fetches and pushes again), and then
   `--runs` times back to back (no one else pushing).
@@ -147,8 +148,7 @@ class OperatorGit:
         }
         began = time.perf_counter()
         with self.repo.lock():
-            self.repo.sync(if_stale=True)
-            self.repo.read_file(OVERLAY)
+            self.repo.sync(if_stale=True)  # the edit itself reads the overlay
             since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
             found = self.repo.find_commit(
                 {"Promotion-UID": uid, "Promotion-Generation": "1"}, since=since, refresh=False

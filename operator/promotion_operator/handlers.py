@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import ctypes.util
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -136,7 +135,7 @@ def _start_promotions(memo: kopf.Memo) -> PromotionController:
 # (kopf's pool has no limit) with asyncio's 256 KiB read buffer: ~250 MiB of heap that
 # stayed. The index sees every event and writes nothing.
 @kopf.index(API_GROUP, API_VERSION, "environments")
-def environment_index(
+async def environment_index(
     namespace: str | None, name: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any
 ) -> dict[tuple[str, str], dict[str, Any]]:
     """The latest body of every Environment, for the refresh loop (kopf drops deleted ones).
@@ -163,12 +162,16 @@ def _describes_generation(body: dict[str, Any]) -> bool:
 
 
 def _load_libc() -> Any:
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name) if name else None
+        libc = ctypes.CDLL("libc.so.6")  # glibc; no ldconfig run as find_library does
     except OSError:
         return None
-    return libc if libc is not None and hasattr(libc, "malloc_trim") else None
+    return libc if hasattr(libc, "malloc_trim") else None
+
+
+def _key_of(body: dict[str, Any]) -> tuple[str, str]:
+    meta = body.get("metadata") or {}
+    return (meta.get("namespace") or "", meta.get("name") or "")
 
 
 _LIBC = _load_libc()
@@ -207,8 +210,11 @@ async def _refresh_all(
             swept = started
             await asyncio.to_thread(environments.sweep_clone_cache, config)
         if started >= next_full:
+            # the changed ones too: kopf indexes a body after this handler saw it
+            latest = {_key_of(body): body for store in list(index.values()) for body in store}
+            latest.update(changed)
             changed.clear()
-            bodies = [body for store in list(index.values()) for body in store]
+            bodies = list(latest.values())
             interval = _WARM_UP_INTERVAL if len(bodies) != previous else config.environment_refresh
             previous = len(bodies)
             next_full = started + max(1.0, interval)
@@ -217,11 +223,14 @@ async def _refresh_all(
             changed.clear()
         wake.clear()
         if bodies:
-            await environments.refresh_round(
-                config, ports, bodies, concurrency=_REFRESH_CONCURRENCY
-            )
+            try:
+                await environments.refresh_round(
+                    config, ports, bodies, concurrency=_REFRESH_CONCURRENCY
+                )
+            except Exception:  # the API server away mid-round: the loop must go on
+                log.exception("an Environment refresh round failed; the next one retries")
             if len(bodies) >= _TRIM_AFTER:
-                _trim_heap()
+                await asyncio.to_thread(_trim_heap)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), timeout=max(0.0, next_full - clock()))
         await asyncio.sleep(_CHANGE_GATHER)  # let a burst of changes share one round

@@ -55,12 +55,12 @@ def test_the_environment_index_wakes_the_refresh_for_new_and_changed_environment
         return kopf.Body(raw)
 
     # described by its status: indexed, nothing to do at once (no write, no wake)
-    assert index("ns", "prod", body(3, 3), memo) == {("ns", "prod"): dict(body(3, 3))}
+    assert asyncio.run(index("ns", "prod", body(3, 3), memo)) == {("ns", "prod"): dict(body(3, 3))}
     assert not wake.is_set() and not changed
     # a new Environment (no status yet) and a changed spec (a new generation): refreshed now
     for generation, observed in ((1, None), (4, 3)):
         wake.clear()
         changed.clear()
-        index("ns", "prod", body(generation, observed), memo)
+        asyncio.run(index("ns", "prod", body(generation, observed), memo))
         assert wake.is_set()
         assert changed[("ns", "prod")]["metadata"]["generation"] == generation

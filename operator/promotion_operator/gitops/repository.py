@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import logging
 import re
 import shutil
 import tempfile
@@ -34,6 +35,8 @@ from promotion_operator.gitops.cache import shared_use, touch, use_lock_path
 from promotion_operator.gitops.credentials import GitAuth, HTTPSAuth, secrets_of
 from promotion_operator.gitops.locks import repository_lock
 from promotion_operator.gitops.runner import DEFAULT_AUTHOR, GitRunner, Result
+
+log = logging.getLogger(__name__)
 
 Reader = Callable[[str], str]
 """Reads a repository-relative file of the freshly synced tree (confined to the clone)."""
@@ -192,7 +195,10 @@ class GitRepository:
         """
         with self.lock():
             if if_stale and self._is_fresh() and self._has_clone():
-                return self._git("rev-parse", "HEAD")
+                head = self._git("rev-parse", "HEAD")
+                if head == self._git("rev-parse", self._remote_ref):
+                    return head
+                return self._checkout_remote()  # a deepen moved the ref: no fetch needed
             return self._sync_locked()
 
     def read_file(self, relative: str) -> str:
@@ -615,7 +621,10 @@ class GitRepository:
         with self.lock():
             if revision.endswith("^") and revision[:-1] in self._shallow_boundary():
                 refspec = f"+refs/heads/{self.branch}:{self._remote_ref}"
-                self._network("fetch", "--quiet", "--no-tags", "--deepen=1", "origin", refspec)
+                try:
+                    self._network("fetch", "--quiet", "--no-tags", "--deepen=1", "origin", refspec)
+                except PromotionError as error:  # the commit is proof enough: read what is here
+                    log.warning("deepening the clone of %s failed: %s", self, error.message)
             result = self._run(["cat-file", "blob", f"{revision}:{relative}"])
         return result.out if result.ok else None
 
@@ -637,6 +646,9 @@ class GitRepository:
 
     def _sync_locked(self) -> str:
         self._fetch_or_clone()
+        return self._checkout_remote()
+
+    def _checkout_remote(self) -> str:
         # checkout -B also repairs a detached or renamed HEAD; clean drops files a failed
         # edit may have left, so every edit starts from exactly the remote tree.
         self._git(

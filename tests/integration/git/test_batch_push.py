@@ -171,3 +171,16 @@ def test_nothing_to_change_is_checked_against_the_remote(bare_repo: Path, cache_
     again = repo.commit_and_push(_edit(0), _message(1), batch=True)
     assert again.changed
     assert _repo(bare_repo, cache_dir).find_commit(_trailers(1)) == again.commit
+
+
+def test_a_known_current_clone_whose_remote_ref_moved_checks_it_out_before_editing(
+    bare_repo: Path, cache_dir: Path
+) -> None:
+    # A lookup that fetched (find_commit, a deepen) moves origin/<branch> but not the
+    # worktree; the next promotion skips its fetch, and must still edit the remote's tree.
+    repo = _repo(bare_repo, cache_dir)
+    repo.sync()
+    other = commit_files(bare_repo, {"README.md": "ci was here\n"}, message="ci")
+    assert repo.find_commit(_trailers(9)) is None  # fetches: the remote ref is at `other`
+    assert repo.sync(if_stale=True) == other
+    assert repo.read_file("README.md") == "ci was here\n"
