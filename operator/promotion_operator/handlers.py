@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import ctypes
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import kopf
@@ -61,8 +61,7 @@ class StatusDiffBase(kopf.DiffBaseStorage):
         if body.get("kind") == "Promotion":
             handled = is_finished(body)
         else:
-            status = body.get("status") or {}
-            handled = status.get("observedGeneration") == body.get("metadata", {}).get("generation")
+            handled = _describes_generation(body)
         return self.build(body=body) if handled else None
 
     def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
@@ -155,10 +154,10 @@ async def environment_index(
     return {key: latest}
 
 
-def _describes_generation(body: dict[str, Any]) -> bool:
+def _describes_generation(body: Mapping[str, Any]) -> bool:
+    """Whether an Environment's status was written for its current generation."""
     status = body.get("status") or {}
-    generation = (body.get("metadata") or {}).get("generation")
-    return bool(status) and status.get("observedGeneration") == generation
+    return status.get("observedGeneration") == (body.get("metadata") or {}).get("generation")
 
 
 def _load_libc() -> Any:

@@ -195,8 +195,8 @@ class GitRepository:
         """
         with self.lock():
             if if_stale and self._is_fresh() and self._has_clone():
-                head = self._git("rev-parse", "HEAD")
-                if head == self._git("rev-parse", self._remote_ref):
+                head, _, remote = self._git("rev-parse", "HEAD", self._remote_ref).partition("\n")
+                if head == remote.strip():
                     return head
                 return self._checkout_remote()  # a deepen moved the ref: no fetch needed
             return self._sync_locked()
