@@ -8,6 +8,8 @@ unit tests hand in fakes of these same protocols.
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -131,11 +133,47 @@ class Ports:
     notifier: Notifier = field(default_factory=_Silent)
 
 
+class RegistryClients:
+    """One long-lived `RegistryClient` per (credentials, insecure), the newest `size` kept.
+
+    A client remembers what each registry answered: the auth scheme it challenges with,
+    its Bearer tokens until they expire, and (insecure mode) that it speaks plain HTTP.
+    A fresh client per verification round paid for all of that again on every check:
+    a refused TLS handshake, an anonymous try and its 401, then the real request, each a
+    new connection (about 8 round trips for two images over a WAN). Clients are keyed by
+    the credentials themselves, so what one set of credentials learnt (a token) is never
+    used with another; the bound keeps hostile churn of Secrets from growing memory.
+    """
+
+    def __init__(self, size: int = 64) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._clients: OrderedDict[
+            tuple[bool, frozenset[tuple[str, RegistryCredentials]]], RegistryClient
+        ] = OrderedDict()
+
+    def __call__(
+        self, credentials: Mapping[str, RegistryCredentials], *, insecure: bool
+    ) -> RegistryClient:
+        """The client for these credentials, made on first use."""
+        key = (insecure, frozenset(credentials.items()))
+        with self._lock:
+            found = self._clients.get(key)
+            if found is not None:
+                self._clients.move_to_end(key)
+                return found
+            made = self._clients[key] = RegistryClient(credentials, insecure=insecure)
+            while len(self._clients) > self._size:
+                self._clients.popitem(last=False)
+            return made
+
+
 def live_ports(config: OperatorConfig, cluster: ClusterAPI) -> Ports:
     """The real adapters: the API server, the registry over HTTP, git over the network."""
+    registries = RegistryClients()
 
     def registry(credentials: Mapping[str, RegistryCredentials], *, insecure: bool) -> TagChecker:
-        return RegistryClient(credentials, insecure=insecure)
+        return registries(credentials, insecure=insecure)
 
     def repository(url: str, branch: str, auth: GitAuth) -> Repository:
         return GitRepository(

@@ -6,6 +6,7 @@ instance to `CHECKS`. Order matters only through `needs`.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -56,6 +57,8 @@ def verify(
     passed: set[CheckName] = set()
     waiting: RetryableError | None = None
     retry_after: float | None = None
+    early = [check for check in checks if type(check).prepare is not Check.prepare]
+    _prepare(ctx, early, passed)
     for check in checks:
         if not check.applies(ctx) or not passed.issuperset(check.needs):
             continue
@@ -75,6 +78,7 @@ def verify(
         pending = [o for o in outcomes if o.state == CheckState.WAITING]
         if not pending:
             passed.add(check.name)
+            _prepare(ctx, early, passed)
             continue
         if waiting is None:
             waiting = RetryableError(pending[0].reason or Reason.VERIFYING, pending[0].message)
@@ -83,3 +87,12 @@ def verify(
             delays.append(retry_after)
         retry_after = min(delays, default=None)
     return Verification(waiting, retry_after)
+
+
+def _prepare(ctx: CheckContext, early: list[Check], passed: set[CheckName]) -> None:
+    """Let each check whose needs have now passed start its slow read (once)."""
+    for check in list(early):
+        if passed.issuperset(check.needs) and check.applies(ctx):
+            early.remove(check)
+            with contextlib.suppress(PromotionError):  # `run` meets it again, and reports it
+                check.prepare(ctx)

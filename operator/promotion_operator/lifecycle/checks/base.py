@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -111,6 +112,8 @@ class CheckContext:
         # Set by RollbackGuard when an earlier promotion of this Environment pushed the
         # version being rolled back to: that promotion is the proof, not the upstream.
         self.vouch: PromotionCommit | None = None
+        self.prepared: dict[CheckName, Future[str]] = {}
+        """Network reads a check started early (`Check.prepare`), for its `run`."""
 
     @property
     def version(self) -> str:
@@ -175,9 +178,19 @@ class Check:
         """What the check is about, for a failure raised before any outcome."""
         return ctx.version
 
+    def prepare(self, ctx: CheckContext) -> None:
+        """Start a slow network read in `EARLY` (into `ctx.prepared`) as soon as the
+        checks this one needs have passed, so it overlaps the checks before it; `run`
+        collects it. Default: nothing. A failure here is left for `run` to meet."""
+        del ctx
+
     def run(self, ctx: CheckContext) -> list[Outcome]:
         """Check, returning one outcome per target; may raise a PromotionError."""
         raise NotImplementedError
+
+
+EARLY = ThreadPoolExecutor(max_workers=8, thread_name_prefix="check-early")
+"""Where `Check.prepare` reads run: bounded, shared by every verification round."""
 
 
 class UpstreamCheck(Check):

@@ -13,7 +13,7 @@ from promotion_operator.domain.errors import CheckName, PermanentError, Reason, 
 from promotion_operator.domain.images import pinned_version
 from promotion_operator.domain.overlay import read_image_tags
 from promotion_operator.domain.rollback import rollback_of
-from promotion_operator.lifecycle.checks.base import Check, CheckContext, Outcome
+from promotion_operator.lifecycle.checks.base import EARLY, Check, CheckContext, Outcome
 from promotion_operator.lifecycle.ports import open_repository
 
 
@@ -28,11 +28,18 @@ class RollbackGuard(Check):
     name = CheckName.ROLLBACK_GUARD
     needs = (CheckName.VERSION_PATTERN,)
 
+    def prepare(self, ctx: CheckContext) -> None:
+        """Start the lockless fetch, so it overlaps the registry's answers (a WAN's round
+        trips each)."""
+        repo = open_repository(ctx.config, ctx.ports, ctx.env)
+        ctx.prepared[self.name] = EARLY.submit(repo.snapshot)
+
     def run(self, ctx: CheckContext) -> list[Outcome]:
         """Failed for an unasked rollback; passed (and maybe vouched) for an asked one."""
         repo = open_repository(ctx.config, ctx.ports, ctx.env)
+        early = ctx.prepared.pop(self.name, None)
         try:
-            head = repo.snapshot()
+            head = early.result() if early is not None else repo.snapshot()
         except RetryableError:
             # the status refresh may be fetching into the same ref this instant (git
             # refuses a second ref lock); one more try costs a fetch, a retry round ~2 s

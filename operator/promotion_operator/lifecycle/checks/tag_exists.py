@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 from promotion_operator.domain.errors import CheckName, PermanentError, RetryableError
+from promotion_operator.domain.models import CheckState
 from promotion_operator.lifecycle.checks.base import Check, CheckContext, Outcome
+
+PARALLEL = 8  # registry requests at once per check: a round trip each over a WAN
 
 
 class TagExists(Check):
@@ -13,15 +18,26 @@ class TagExists(Check):
     needs = (CheckName.VERSION_PATTERN,)
 
     def run(self, ctx: CheckContext) -> list[Outcome]:
-        """Ask the registry for each image's tag."""
-        outcomes: list[Outcome] = []
-        for image in ctx.env.spec.image_names():
+        """Ask the registry for each image's tag, up to PARALLEL images at once."""
+        images = ctx.env.spec.image_names()
+
+        def ask(image: str) -> Outcome:
             target = f"{image}:{ctx.version}"
             try:
-                outcomes.append(Outcome.passed(target, ctx.registry.check_tag(image, ctx.version)))
+                return Outcome.passed(target, ctx.registry.check_tag(image, ctx.version))
             except RetryableError as error:
-                outcomes.append(Outcome.waiting(target, error))
+                return Outcome.waiting(target, error)
             except PermanentError as error:
-                outcomes.append(Outcome.failed(target, error))
+                return Outcome.failed(target, error)
+
+        if len(images) <= 1:
+            answers = [ask(image) for image in images]
+        else:
+            with ThreadPoolExecutor(min(PARALLEL, len(images))) as pool:
+                answers = list(pool.map(ask, images))
+        outcomes: list[Outcome] = []
+        for outcome in answers:
+            outcomes.append(outcome)
+            if outcome.state is CheckState.FAILED:
                 break  # refused credentials or a bad name: the other images would say the same
         return outcomes

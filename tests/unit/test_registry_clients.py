@@ -1,0 +1,108 @@
+"""Registry clients live across verification rounds, and a check asks its images at once."""
+
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+from typing import cast
+
+import pytest
+
+from promotion_operator.domain.errors import PermanentError, Reason, RetryableError
+from promotion_operator.domain.images import RegistryCredentials
+from promotion_operator.domain.models import CheckState
+from promotion_operator.lifecycle.checks.base import CheckContext
+from promotion_operator.lifecycle.checks.tag_exists import TagExists
+from promotion_operator.lifecycle.ports import RegistryClients
+
+HOST = "registry.example.com"
+
+
+def test_the_same_credentials_get_the_same_client_so_what_it_learnt_is_kept() -> None:
+    clients = RegistryClients()
+    first = clients({HOST: RegistryCredentials("ci", "pw")}, insecure=False)
+    again = clients({HOST: RegistryCredentials("ci", "pw")}, insecure=False)
+    assert again is first
+
+
+def test_other_credentials_or_insecure_mode_never_share_a_client() -> None:
+    clients = RegistryClients()
+    base = clients({HOST: RegistryCredentials("ci", "pw")}, insecure=False)
+    assert clients({HOST: RegistryCredentials("ci", "other")}, insecure=False) is not base
+    assert clients({HOST: RegistryCredentials("other", "pw")}, insecure=False) is not base
+    assert clients({HOST: RegistryCredentials("ci", "pw")}, insecure=True) is not base
+    assert clients({}, insecure=False) is not base
+
+
+def test_the_cache_keeps_only_the_newest_clients() -> None:
+    clients = RegistryClients(size=2)
+    oldest = clients({HOST: RegistryCredentials("a", "pw")}, insecure=False)
+    kept = clients({HOST: RegistryCredentials("b", "pw")}, insecure=False)
+    assert clients({HOST: RegistryCredentials("b", "pw")}, insecure=False) is kept
+    clients({HOST: RegistryCredentials("c", "pw")}, insecure=False)  # evicts "a", the least used
+    assert clients({HOST: RegistryCredentials("b", "pw")}, insecure=False) is kept
+    assert clients({HOST: RegistryCredentials("a", "pw")}, insecure=False) is not oldest
+
+
+class _Registry:
+    """Answers per image; `barrier` makes every call wait until all images are being asked."""
+
+    def __init__(self, answers: dict[str, Exception | str], barrier: threading.Barrier) -> None:
+        self.answers, self.barrier = answers, barrier
+
+    def check_tag(self, image: str, tag: str) -> str:
+        self.barrier.wait()  # raises BrokenBarrierError if the images are asked one by one
+        answer = self.answers[image]
+        if isinstance(answer, Exception):
+            raise answer
+        return f"sha256:{image}-{tag}"
+
+
+def _context(answers: dict[str, Exception | str]) -> CheckContext:
+    images = list(answers)
+    return cast(
+        "CheckContext",
+        SimpleNamespace(
+            env=SimpleNamespace(spec=SimpleNamespace(image_names=lambda: images)),
+            version="v20250819-f3b8541",
+            registry=_Registry(answers, threading.Barrier(len(images), timeout=10)),
+        ),
+    )
+
+
+def test_every_image_is_asked_at_once_and_outcomes_keep_the_image_order() -> None:
+    images = [f"{HOST}/team/c{index}" for index in range(5)]
+    missing = RetryableError(Reason.TAG_MISSING, "not yet")
+    answers: dict[str, Exception | str] = {image: "found" for image in images}
+    answers[images[2]] = missing
+    outcomes = TagExists().run(_context(answers))
+    assert [o.target for o in outcomes] == [f"{i}:v20250819-f3b8541" for i in images]
+    states = [o.state for o in outcomes]
+    assert states == [CheckState.PASSED] * 2 + [CheckState.WAITING] + [CheckState.PASSED] * 2
+    assert outcomes[0].message == f"sha256:{images[0]}-v20250819-f3b8541"
+
+
+def test_a_permanent_failure_ends_the_outcomes_there() -> None:
+    images = [f"{HOST}/team/c{index}" for index in range(3)]
+    refused = PermanentError(Reason.REGISTRY_AUTH_FAILED, "credentials refused")
+    answers: dict[str, Exception | str] = {images[0]: "found", images[1]: refused}
+    answers[images[2]] = "found"
+    outcomes = TagExists().run(_context(answers))
+    assert [o.state for o in outcomes] == [CheckState.PASSED, CheckState.FAILED]
+    assert outcomes[1].message == "credentials refused"
+
+
+@pytest.mark.parametrize("count", [0, 1])
+def test_zero_or_one_image_needs_no_threads(count: int) -> None:
+    images = [f"{HOST}/team/c{index}" for index in range(count)]
+    answers: dict[str, Exception | str] = dict.fromkeys(images, "found")
+    context = (
+        _context(answers)
+        if count
+        else cast(
+            "CheckContext",
+            SimpleNamespace(env=SimpleNamespace(spec=SimpleNamespace(image_names=list))),
+        )
+    )
+    outcomes = TagExists().run(context)
+    assert [o.state for o in outcomes] == [CheckState.PASSED] * count
