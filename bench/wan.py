@@ -16,10 +16,17 @@ interleaved, each `--runs` times:
   operator's optimistic push is rejected, it fetches and pushes again), and then
   `--runs` times back to back (no one else pushing).
 
+End to end (`--only e2e`): the sandbox world's repository with the same history, served
+by sshd behind toxiproxy, and its registry behind a second proxy with the same toxics
+(the images are named after the proxy). The operator runs as a process on a real control
+plane (`--environment-refresh`, default 30 s as in production). Each run: the two scripts
+promote, then a Promotion is created through the API and timed to `Succeeded`, split at
+the phase changes (pickup, verify, git); then `--runs` Promotions back to back.
+
 History flatness: the operator's git work, p50, on a repository of 100 commits against
 one of `--commits` commits (same tree width), through the same sshd without toxics.
 
-Run: `.venv/bin/python bench/wan.py` (about 3 minutes on 2 cores). Prints Markdown for
+Run: `.venv/bin/python bench/wan.py` (about 8 minutes on 2 cores). Prints Markdown for
 docs/benchmarks.md and the raw figures as JSON. Each figure carries the load average
 measured right after it, since the machine is shared.
 """
@@ -27,9 +34,11 @@ measured right after it, since the machine is shared.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -39,8 +48,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kubernetes import client, config
+
+from promotion_operator import API_GROUP, API_VERSION
 from promotion_operator.domain.planning import commit_message
 from promotion_operator.gitops import GitRepository, Reader, SSHAuth
+from promotion_sandbox.controlplane import ControlPlane
 from promotion_sandbox.gitserver import (
     SSHGitServer,
     commit_count,
@@ -50,9 +63,21 @@ from promotion_sandbox.gitserver import (
     tracked_files,
 )
 from promotion_sandbox.history import add_history, ci_version
-from promotion_sandbox.toxiproxy import Toxiproxy
+from promotion_sandbox.registry import LocalRegistry
+from promotion_sandbox.stack import Stack, running_stack
+from promotion_sandbox.toxiproxy import Proxy, Toxiproxy
+from promotion_sandbox.world import (
+    NEW_VERSION,
+    PROD_OVERLAY,
+    REGISTRY_PASSWORD,
+    REGISTRY_USER,
+    World,
+    promotion,
+)
 
+CHECKOUT = Path(__file__).resolve().parent.parent  # this file's own checkout
 OVERLAY = "k8s/overlays/prod/kustomization.yaml"
+NAMESPACE = "wan"
 SEED = {
     "k8s/base/kustomization.yaml": "resources:\n  - deployment.yaml\n",
     OVERLAY: (
@@ -80,16 +105,17 @@ def make_repo(path: Path, commits: int, files: int) -> Path:
 
 
 def retag(text: str, new: str) -> str:
-    """Move the overlay's newTag (the bench's overlay has one image)."""
-    head, _, _ = text.rpartition("newTag: ")
-    return f"{head}newTag: {new}\n"
+    """Move every image's newTag in the overlay, as a script's `sed` would."""
+    return re.sub(r"(?m)^(\s*newTag:) \S+$", rf"\g<1> {new}", text)
 
 
 class Naive:
     """A hand-written promote script: fresh clone, edit, commit, push, with plain git."""
 
-    def __init__(self, url: str, scratch: Path, key: str, known_hosts: str) -> None:
-        self.url, self.scratch = url, scratch
+    def __init__(
+        self, url: str, scratch: Path, key: str, known_hosts: str, overlay: str = OVERLAY
+    ) -> None:
+        self.url, self.scratch, self.overlay = url, scratch, overlay
         scratch.mkdir(parents=True, exist_ok=True)
         key_file, hosts = scratch / "id", scratch / "known_hosts"
         key_file.write_text(key.strip() + "\n")
@@ -109,7 +135,7 @@ class Naive:
         if depth:
             clone.append(f"--depth={depth}")
         git(*clone, self.url, str(work))
-        path = work / OVERLAY
+        path = work / self.overlay
         path.write_text(retag(path.read_text(), new))
         git("commit", "-q", "-am", f"promote prod to {new}", cwd=work)
         git("push", "-q", "origin", "HEAD:refs/heads/main", cwd=work)
@@ -251,27 +277,201 @@ def bench_history(args: argparse.Namespace, workdir: Path, big: Path) -> dict[st
         ssh.stop()
 
 
+class Promoter:
+    """Creates Promotions through the API and times each create -> Succeeded."""
+
+    def __init__(self, stack: Stack, custom: client.CustomObjectsApi) -> None:
+        self.stack, self.custom = stack, custom
+
+    def promote(self, name: str, version: str) -> dict[str, float]:
+        """Dev runs `version`, then a Promotion of prod to it; seconds per stage once Succeeded."""
+        self.stack.dev_runs(version)
+        body = promotion(NAMESPACE, name, version, reason="bench")
+        began = time.monotonic()
+        self.custom.create_namespaced_custom_object(
+            API_GROUP, API_VERSION, NAMESPACE, "promotions", body
+        )
+        change = self.stack.watch.wait(name, {"Succeeded", "Failed", "Superseded"}, timeout=120)
+        if change.phase != "Succeeded":
+            raise RuntimeError(
+                f"Promotion {name} ended {change.phase}: {change.message}\n"
+                f"--- operator log (tail) ---\n{self.stack.operator.logs()[-3000:]}"
+            )
+        seen = self.stack.watch.first_seen(name)
+        pending = seen.get("Pending", began)
+        promoting = seen.get("Promoting", pending)
+        return {
+            "total": seen["Succeeded"] - began,
+            "pickup": pending - began,  # watch event, kopf, first status write
+            "verify": promoting - pending,  # registry over the WAN, dev's Application
+            "git": seen["Succeeded"] - promoting,  # lookup, commit, push over the WAN
+        }
+
+
+def wan_world(
+    args: argparse.Namespace, workdir: Path, toxics: Toxiproxy, versions: list[str]
+) -> tuple[World, Proxy]:
+    """The sandbox world, its images named after a WAN proxy in front of the registry."""
+    registry = LocalRegistry(
+        workdir / "registry", auth="htpasswd", users={REGISTRY_USER: REGISTRY_PASSWORD}
+    )
+    (workdir / "registry").mkdir(parents=True, exist_ok=True)
+    registry.start()
+    proxy = toxics.proxy("registry", registry.host)
+    proxy.wan(latency_ms=args.latency, rate_kbps=args.rate)
+    world = World(workdir, registry, image_host=proxy.address)
+    for version in versions:
+        world.push_version(version)  # CI pushes next to the registry, not over the WAN
+    world.create_repo()
+    add_history(world.repo, args.commits, files=args.files)
+    return world, proxy
+
+
+def bench_end_to_end(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """apply -> Succeeded through the operator process, git and registry behind the WAN."""
+    runs = args.runs
+    names = [f"{kind}-{run}" for kind in ("warm", "mixed", "alone") for run in range(runs)]
+    versions = [NEW_VERSION, *(ci_version(name, index) for index, name in enumerate(names))]
+    toxics = Toxiproxy(workdir / "toxiproxy")
+    plane = ControlPlane(workdir / "controlplane", repo_root=CHECKOUT)
+    world: World | None = None
+    ssh: SSHGitServer | None = None
+    try:
+        toxics.start()
+        began = time.perf_counter()
+        world, registry_proxy = wan_world(args, workdir / "world", toxics, versions)
+        say(f"world written in {time.perf_counter() - began:.0f} s: {describe(world.repo)}")
+        ssh = SSHGitServer(world.repo.parent, workdir / "sshd")
+        ssh.start()
+        git_proxy = toxics.proxy("git", f"127.0.0.1:{ssh.port}")
+        git_proxy.wan(latency_ms=args.latency, rate_kbps=args.rate)
+        url = f"ssh://{ssh.user}@127.0.0.1:{git_proxy.port}{world.repo.resolve()}"
+        hosts = ssh.known_hosts.replace(f"[127.0.0.1]:{ssh.port}", f"[127.0.0.1]:{git_proxy.port}")
+        naive = Naive(url, workdir / "naive", ssh.client_private_key, hosts, PROD_OVERLAY)
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "git-ssh", "namespace": NAMESPACE},
+            "stringData": {"ssh-privatekey": ssh.client_private_key, "known_hosts": hosts},
+        }
+        objects = [secret, *world.objects(NAMESPACE, git_url=url)]
+        for obj in objects:
+            if obj["kind"] == "Environment":
+                obj["spec"]["git"]["secretRef"] = {"name": "git-ssh"}
+        kube = plane.up()
+        with (
+            running_stack(
+                kube,
+                world,
+                NAMESPACE,
+                workdir / "operator",
+                world_objects=objects,
+                environment_refresh=args.environment_refresh,
+            ) as stack,
+            contextlib.closing(
+                # the kubernetes client has no type hints
+                config.new_client_from_config(  # type: ignore[no-untyped-call]
+                    config_file=str(kube.kubeconfig)
+                )
+            ) as api,
+        ):
+            observed = stack.wait_observed(timeout=300)
+            say(f"operator observed both Environments over the WAN in {observed:.1f} s")
+            promoter = Promoter(stack, client.CustomObjectsApi(api))
+            versions_of = dict(zip(names, versions[1:], strict=True))
+            warm = [promoter.promote(n, versions_of[n]) for n in names if n.startswith("warm")]
+            say(f"warm-up (clone and SSH connection): {[round(w['total'], 2) for w in warm]}")
+            full: list[float] = []
+            shallow: list[float] = []
+            mixed: list[dict[str, float]] = []
+            for run in range(runs):
+                full.append(naive.promote(ci_version(f"e2e-full{run}", run), 0))
+                shallow.append(naive.promote(ci_version(f"e2e-shallow{run}", run), 1))
+                name = f"mixed-{run}"
+                mixed.append(promoter.promote(name, versions_of[name]))
+                total = mixed[-1]["total"]
+                say(f"end to end, run {run + 1}: full {full[-1]:.2f} s, shallow "
+                    f"{shallow[-1]:.2f} s, operator {total:.3f} s (load {load()})")  # fmt: skip
+            alone = [
+                promoter.promote(f"alone-{run}", versions_of[f"alone-{run}"]) for run in range(runs)
+            ]
+            say(f"end to end, no one else pushing: {[round(a['total'], 2) for a in alone]}")
+            return {
+                "repository": describe(world.repo),
+                "registry_proxy": registry_proxy.address,
+                "runs": runs,
+                "environment_refresh_s": args.environment_refresh,
+                "observed_s": round(observed, 1),
+                "full_clone_p50_s": p50(full),
+                "shallow_clone_p50_s": p50(shallow),
+                "mixed": {stage: p50([m[stage] for m in mixed]) for stage in mixed[0]},
+                "mixed_max_s": round(max(m["total"] for m in mixed), 3),
+                "alone": {stage: p50([a[stage] for a in alone]) for stage in alone[0]},
+                "alone_max_s": round(max(a["total"] for a in alone), 3),
+                "load": load(),
+            }
+    finally:
+        plane.stop()
+        if ssh is not None:
+            ssh.stop()
+        if world is not None:
+            world.stop()
+        toxics.stop()
+
+
 def markdown(results: dict[str, Any]) -> str:
-    """The figures as the tables in docs/benchmarks.md."""
-    wan, history, repo = results["wan"], results["history"], results["repository"]
-    return "\n".join(
-        [
+    """The figures as the tables in docs/benchmarks.md (the parts that ran)."""
+    lines: list[str] = []
+    if "wan" in results:
+        wan, repo = results["wan"], results["repository"]
+        lines += [
             f"Repository: {repo['commits']} commits, {repo['files']} files, pack "
             f"{repo['pack_mib']} MiB; sshd behind toxiproxy, {wan['latency_ms_each_way']} ms "
             f"each way, {wan['rate_kbps']} KB/s; {wan['runs']} runs each, interleaved.",
             "",
-            "| per promotion, p50 | seconds | operator is | target | load |",
+            "| git work per promotion, p50 | seconds | operator is | target | load |",
             "| --- | ---: | ---: | ---: | ---: |",
             f"| fresh full clone + commit + push | {wan['full_clone_p50_s']} | "
-            f"{wan['ratio_full']}x faster | >= 20x | {wan['load']} |",
+            f"{wan['ratio_full']}x / {wan['ratio_full_alone']}x | >= 20x | {wan['load']} |",
             f"| fresh `--depth=1` clone + commit + push | {wan['shallow_clone_p50_s']} | "
-            f"{wan['ratio_shallow']}x faster | >= 5x | {wan['load']} |",
-            f"| **operator, warm clone**, the others' pushes in between (max "
-            f"{wan['operator_max_s']}) | **{wan['operator_p50_s']}** | | | {wan['load']} |",
-            f"| **operator, warm clone**, no one else pushing | "
-            f"**{wan['operator_alone_p50_s']}** | {wan['ratio_full_alone']}x / "
-            f"{wan['ratio_shallow_alone']}x faster than full / shallow | | {wan['load']} |",
+            f"{wan['ratio_shallow']}x / {wan['ratio_shallow_alone']}x | >= 5x | {wan['load']} |",
+            f"| operator, warm clone, the others' pushes in between (max "
+            f"{wan['operator_max_s']}) | {wan['operator_p50_s']} | | | {wan['load']} |",
+            f"| operator, warm clone, no one else pushing | {wan['operator_alone_p50_s']} | "
+            f"| | {wan['load']} |",
             "",
+        ]
+    if "e2e" in results:
+        e2e = results["e2e"]
+        repo = e2e["repository"]
+        mixed, alone = e2e["mixed"], e2e["alone"]
+        lines += [
+            f"End to end: {repo['commits']} commits, {repo['files']} files, pack "
+            f"{repo['pack_mib']} MiB; sshd and the registry each behind toxiproxy; operator "
+            f"process with `--environment-refresh {e2e['environment_refresh_s']:g}`; "
+            f"{e2e['runs']} runs each.",
+            "",
+            "| apply -> Succeeded, p50 | total s | pickup | verify | git | full clone is | "
+            "shallow clone is | load |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            *(
+                f"| {what} (max {e2e[f'{key}_max_s']}) | {row['total']:.3f} | "
+                f"{row['pickup']:.3f} | {row['verify']:.3f} | {row['git']:.3f} | "
+                f"{e2e['full_clone_p50_s'] / row['total']:.1f}x | "
+                f"{e2e['shallow_clone_p50_s'] / row['total']:.1f}x | {e2e['load']} |"
+                for key, what, row in (
+                    ("mixed", "operator, the others' pushes in between", mixed),
+                    ("alone", "operator, no one else pushing", alone),
+                )
+            ),
+            f"| fresh full clone + commit + push | {e2e['full_clone_p50_s']} | | | | | | |",
+            f"| fresh `--depth=1` clone + commit + push | {e2e['shallow_clone_p50_s']} "
+            "| | | | | | |",
+            "",
+        ]
+    if "history" in results:
+        history = results["history"]
+        lines += [
             "| history flatness (no toxics) | commits | p50 s | load |",
             "| --- | ---: | ---: | ---: |",
             f"| small repository | {history['small']['commits']} | {history['small_p50_s']} | "
@@ -280,7 +480,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"{history['load']} |",
             f"| ratio big / small (target <= 1.5) | | {history['ratio']} | |",
         ]
-    )
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -291,22 +491,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--latency", type=int, default=25, help="ms each way")
     parser.add_argument("--rate", type=int, default=6250, help="KB/s each way")
-    parser.add_argument("--only", choices=("wan", "history"), help="run one of the two")
+    parser.add_argument("--only", choices=("wan", "e2e", "history"), help="run one part")
+    parser.add_argument(
+        "--environment-refresh", type=float, default=30.0, help="the operator's, end to end"
+    )
     parser.add_argument("--workdir", help="keep everything here (default: a temp folder)")
     args = parser.parse_args(argv)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="promotion-wan-"))
     say(f"work folder: {workdir}")
     began = time.perf_counter()
-    big = make_repo(workdir / "repos" / "monorepo.git", args.commits, args.files)
-    say(f"monorepo written in {time.perf_counter() - began:.0f} s")
-    results: dict[str, Any] = {"repository": describe(big)}
-    if args.only != "history":
-        results["wan"] = bench_wan(args, workdir, big)
-    if args.only != "wan":
-        results["history"] = bench_history(args, workdir, big)
+    results: dict[str, Any] = {}
+    if args.only in (None, "wan", "history"):
+        big = make_repo(workdir / "repos" / "monorepo.git", args.commits, args.files)
+        say(f"monorepo written in {time.perf_counter() - began:.0f} s")
+        results["repository"] = describe(big)
+        if args.only in (None, "wan"):
+            results["wan"] = bench_wan(args, workdir, big)
+        if args.only in (None, "history"):
+            results["history"] = bench_history(args, workdir, big)
+    if args.only in (None, "e2e"):
+        results["e2e"] = bench_end_to_end(args, workdir / "e2e")
     print(json.dumps(results, indent=2))
-    if not args.only:
-        print(markdown(results))
+    print(markdown(results))
     return 0
 
 

@@ -86,15 +86,29 @@ class World:
     """Registry (htpasswd auth) + bare git repository under `workdir`.
 
     `fork` gives another World on the same registry with a repository of its own, so a
-    session can share one registry while each test gets a fresh remote.
+    session can share one registry while each test gets a fresh remote. `image_host` names
+    the images (overlays, Environments, the registry Secret) after another address of the
+    registry, e.g. a toxiproxy in front of it; CI's pushes still go to the registry itself.
     """
 
-    def __init__(self, workdir: Path, registry: LocalRegistry | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        registry: LocalRegistry | None = None,
+        *,
+        image_host: str | None = None,
+    ) -> None:
         self.workdir = workdir
         self.registry = registry or LocalRegistry(
             workdir / "registry", auth="htpasswd", users={REGISTRY_USER: REGISTRY_PASSWORD}
         )
         self.repo = workdir / "git" / "tvhub-gitops.git"
+        self._image_host = image_host
+
+    @property
+    def image_host(self) -> str:
+        """host:port the images are named after (the registry's own, unless given)."""
+        return self._image_host or self.registry.host
 
     def start(self, versions: Sequence[str] = (OLD_VERSION, NEW_VERSION, UNTESTED_VERSION)) -> None:
         """Start the registry, push every component at `versions`, create the repository."""
@@ -106,11 +120,11 @@ class World:
 
     def create_repo(self) -> None:
         """Create the bare repository with the initial GitOps layout."""
-        init_bare_repo(self.repo, gitops_files(self.registry.host), message="initial layout")
+        init_bare_repo(self.repo, gitops_files(self.image_host), message="initial layout")
 
     def fork(self, workdir: Path) -> World:
         """A World on this (running) registry with a fresh repository under `workdir`."""
-        other = World(workdir, self.registry)
+        other = World(workdir, self.registry, image_host=self._image_host)
         other.create_repo()
         return other
 
@@ -125,7 +139,7 @@ class World:
 
     def images(self) -> list[str]:
         """Every component's image name."""
-        return [f"{self.registry.host}/team/{c}" for c in COMPONENTS]
+        return [f"{self.image_host}/team/{c}" for c in COMPONENTS]
 
     def push_version(self, version: str) -> None:
         """Push every component's image at `version` (what CI does)."""
@@ -170,7 +184,7 @@ class World:
     def dockerconfigjson(self) -> str:
         """The registry credentials as a dockerconfigjson document."""
         auth = base64.b64encode(f"{REGISTRY_USER}:{REGISTRY_PASSWORD}".encode()).decode()
-        return json.dumps({"auths": {self.registry.host: {"auth": auth}}})
+        return json.dumps({"auths": {self.image_host: {"auth": auth}}})
 
     def objects(
         self,
