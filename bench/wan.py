@@ -317,13 +317,17 @@ def wan_world(
     )
     (workdir / "registry").mkdir(parents=True, exist_ok=True)
     registry.start()
-    proxy = toxics.proxy("registry", registry.host)
-    proxy.wan(latency_ms=args.latency, rate_kbps=args.rate)
-    world = World(workdir, registry, image_host=proxy.address)
-    for version in versions:
-        world.push_version(version)  # CI pushes next to the registry, not over the WAN
-    world.create_repo()
-    add_history(world.repo, args.commits, files=args.files)
+    try:
+        proxy = toxics.proxy("registry", registry.host)
+        proxy.wan(latency_ms=args.latency, rate_kbps=args.rate)
+        world = World(workdir, registry, image_host=proxy.address)
+        for version in versions:
+            world.push_version(version)  # CI pushes next to the registry, not over the WAN
+        world.create_repo()
+        add_history(world.repo, args.commits, files=args.files)
+    except BaseException:
+        registry.stop()
+        raise
     return world, proxy
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import re
 import threading
 import time
@@ -62,6 +63,8 @@ _CHALLENGE_PARAM_RE = re.compile(
 
 _DEFAULT_TOKEN_LIFETIME = 60.0  # seconds, as the token spec says when expires_in is absent
 _TOKEN_EXPIRY_MARGIN = 5.0
+_MAX_TOKEN_LIFETIME = 3600.0  # a token server's "expires_in" is believed up to an hour
+_MAX_REMEMBERED = 256  # tokens, and hosts per kind of answer, one client keeps
 # A registry is a server a tenant names. Manifests are small (distribution refuses more
 # than 4 MiB), and so are tokens (a few KiB of JWT); more is an attack or a broken server.
 MAX_MANIFEST_BYTES = 4 << 20
@@ -273,7 +276,7 @@ class RegistryClient:
             if creds is None:
                 raise self._auth_error(target, 401)
             with self._lock:
-                self._basic_hosts.add(target.host)
+                _remember(self._basic_hosts, target.host)
             return _basic_header(creds)
         if challenge is not None and challenge.scheme == "bearer" and challenge.params.get("realm"):
             return f"Bearer {self._fetch_token(target, challenge, creds)}"
@@ -324,14 +327,22 @@ class RegistryClient:
             lifetime = float(body.get("expires_in") or _DEFAULT_TOKEN_LIFETIME)
         except (ValueError, AttributeError, TypeError):
             token, lifetime = None, 0.0
+        if not math.isfinite(lifetime):  # "inf" or "nan" parse as floats
+            lifetime = _DEFAULT_TOKEN_LIFETIME
         if not isinstance(token, str) or not token:
             raise RetryableError(
                 Reason.REGISTRY_UNAVAILABLE,
                 f"token server {realm_parts.netloc} for registry {target.host} answered "
                 "without a token",
             )
-        expires_at = self._clock() + max(lifetime - _TOKEN_EXPIRY_MARGIN, 0.0)
+        now = self._clock()
+        expires_at = now + min(max(lifetime - _TOKEN_EXPIRY_MARGIN, 0.0), _MAX_TOKEN_LIFETIME)
         with self._lock:
+            # image names (hence scopes) are the tenant's: keep what is held bounded
+            for key in [key for key, held in self._tokens.items() if held.expires_at <= now]:
+                del self._tokens[key]
+            while len(self._tokens) >= _MAX_REMEMBERED:
+                del self._tokens[next(iter(self._tokens))]  # the oldest
             self._tokens[(target.host, target.scope)] = _Token(token, expires_at)
         return token
 
@@ -395,7 +406,7 @@ class RegistryClient:
         except FetchError as error:
             raise _transport_error(what, error) from None
         with self._lock:
-            self._plain_http_hosts.add(host)
+            _remember(self._plain_http_hosts, host)
         return response
 
     def _send_once(
@@ -459,6 +470,13 @@ class RegistryClient:
         if self._insecure:
             return False
         return self._ca_bundle if self._ca_bundle is not None else True
+
+
+def _remember(hosts: set[str], host: str) -> None:
+    """Add `host`, forgetting all when full (the next request relearns; memory stays bounded)."""
+    if len(hosts) >= _MAX_REMEMBERED:
+        hosts.clear()
+    hosts.add(host)
 
 
 def _basic_header(creds: RegistryCredentials) -> str:

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Future
 from types import SimpleNamespace
 from typing import cast
 
-from promotion_operator.domain.errors import CheckName, Reason, RetryableError
+import pytest
+
+from promotion_operator.domain.errors import CheckName, PermanentError, Reason, RetryableError
 from promotion_operator.domain.models import Check as CheckRecord
 from promotion_operator.domain.models import CheckState
 from promotion_operator.lifecycle.checks import verify
 from promotion_operator.lifecycle.checks.base import EARLY, Check, CheckContext, Outcome
+from promotion_operator.lifecycle.ports import Repository
+
+REPO = cast("Repository", object())
 
 
 class _Pattern(Check):
@@ -53,10 +59,13 @@ class _Early(Check):
             self.started.set()
             return "head-commit"
 
-        ctx.prepared[self.name] = EARLY.submit(read)
+        ctx.prepared[self.name] = (REPO, EARLY.submit(read))
 
     def run(self, ctx: CheckContext) -> list[Outcome]:
-        return [Outcome.passed(ctx.version, ctx.prepared.pop(self.name).result())]
+        early = self.early(ctx)
+        assert early is not None and early[0] is REPO
+        read = early[1]
+        return [Outcome.passed(ctx.version, read.result() if read else "read inline")]
 
 
 def _context() -> CheckContext:
@@ -86,3 +95,30 @@ def test_no_read_starts_while_what_it_needs_has_not_passed() -> None:
     assert early.prepared == 0
     assert not started.is_set()
     assert [r.name for r in records] == [CheckName.VERSION_PATTERN]
+
+
+def test_a_read_still_queued_when_its_check_runs_is_cancelled_and_done_inline() -> None:
+    queued: Future[str] = Future()  # never picked up by a worker: the pool is busy
+    ctx = _context()
+    ctx.prepared[CheckName.ROLLBACK_GUARD] = (REPO, queued)
+    assert _Early(threading.Event()).early(ctx) == (REPO, None)
+    assert queued.cancelled()
+    assert ctx.prepared == {}
+
+
+def test_a_round_that_fails_cancels_the_reads_no_check_collected() -> None:
+    queued: Future[str] = Future()
+    ctx = _context()
+    ctx.prepared[CheckName.ROLLBACK_GUARD] = (REPO, queued)
+    refused = PermanentError(Reason.INVALID_SPEC, "bad")
+
+    class _Fails(Check):
+        name = CheckName.VERSION_PATTERN
+
+        def run(self, ctx: CheckContext) -> list[Outcome]:
+            return [Outcome.failed(ctx.version, refused)]
+
+    with pytest.raises(PermanentError):
+        verify(ctx, [], (_Fails(),))
+    assert queued.cancelled()
+    assert ctx.prepared == {}

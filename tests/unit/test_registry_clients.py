@@ -45,13 +45,18 @@ def test_the_cache_keeps_only_the_newest_clients() -> None:
 
 
 class _Registry:
-    """Answers per image; `barrier` makes every call wait until all images are being asked."""
+    """Answers per image. Every image after the first waits at `barrier` until all of them
+    are being asked: it breaks (BrokenBarrierError) if they are asked one by one."""
 
     def __init__(self, answers: dict[str, Exception | str], barrier: threading.Barrier) -> None:
         self.answers, self.barrier = answers, barrier
+        self.first = next(iter(answers))
+        self.asked: list[str] = []
 
     def check_tag(self, image: str, tag: str) -> str:
-        self.barrier.wait()  # raises BrokenBarrierError if the images are asked one by one
+        self.asked.append(image)
+        if image != self.first:
+            self.barrier.wait()
         answer = self.answers[image]
         if isinstance(answer, Exception):
             raise answer
@@ -65,12 +70,12 @@ def _context(answers: dict[str, Exception | str]) -> CheckContext:
         SimpleNamespace(
             env=SimpleNamespace(spec=SimpleNamespace(image_names=lambda: images)),
             version="v20250819-f3b8541",
-            registry=_Registry(answers, threading.Barrier(len(images), timeout=10)),
+            registry=_Registry(answers, threading.Barrier(max(len(images) - 1, 1), timeout=10)),
         ),
     )
 
 
-def test_every_image_is_asked_at_once_and_outcomes_keep_the_image_order() -> None:
+def test_the_images_after_the_first_are_asked_at_once_and_outcomes_keep_the_order() -> None:
     images = [f"{HOST}/team/c{index}" for index in range(5)]
     missing = RetryableError(Reason.TAG_MISSING, "not yet")
     answers: dict[str, Exception | str] = {image: "found" for image in images}
@@ -90,6 +95,28 @@ def test_a_permanent_failure_ends_the_outcomes_there() -> None:
     outcomes = TagExists().run(_context(answers))
     assert [o.state for o in outcomes] == [CheckState.PASSED, CheckState.FAILED]
     assert outcomes[1].message == "credentials refused"
+
+
+def test_credentials_refused_for_the_first_image_are_not_sent_again() -> None:
+    images = [f"{HOST}/team/c{index}" for index in range(4)]
+    refused = PermanentError(Reason.REGISTRY_AUTH_FAILED, "credentials refused")
+    answers: dict[str, Exception | str] = dict.fromkeys(images, "found")
+    answers[images[0]] = refused
+    context = _context(answers)
+    outcomes = TagExists().run(context)
+    assert [o.state for o in outcomes] == [CheckState.FAILED]
+    assert cast("_Registry", context.registry).asked == [images[0]]
+
+
+def test_an_old_client_is_replaced_so_it_relearns_what_the_registry_says() -> None:
+    now = [0.0]
+    clients = RegistryClients(max_age=600, clock=lambda: now[0])
+    credentials = {HOST: RegistryCredentials("ci", "pw")}
+    first = clients(credentials, insecure=True)
+    now[0] = 599.0
+    assert clients(credentials, insecure=True) is first
+    now[0] = 600.0
+    assert clients(credentials, insecure=True) is not first
 
 
 @pytest.mark.parametrize("count", [0, 1])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -134,7 +135,8 @@ class Ports:
 
 
 class RegistryClients:
-    """One long-lived `RegistryClient` per (credentials, insecure), the newest `size` kept.
+    """One `RegistryClient` per (credentials, insecure) for up to `max_age` seconds; the
+    newest `size` are kept.
 
     A client remembers what each registry answered: the auth scheme it challenges with,
     its Bearer tokens until they expire, and (insecure mode) that it speaks plain HTTP.
@@ -142,27 +144,38 @@ class RegistryClients:
     a refused TLS handshake, an anonymous try and its 401, then the real request, each a
     new connection (about 8 round trips for two images over a WAN). Clients are keyed by
     the credentials themselves, so what one set of credentials learnt (a token) is never
-    used with another; the bound keeps hostile churn of Secrets from growing memory.
+    used with another. `size` bounds the clients (hostile churn of Secrets), the client
+    bounds what each holds (`registry._MAX_REMEMBERED`), and `max_age` makes a client
+    relearn (a registry that now speaks TLS, an account revoked behind a cached token).
     """
 
-    def __init__(self, size: int = 64) -> None:
-        self._size = size
+    def __init__(
+        self,
+        size: int = 64,
+        max_age: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._size, self._max_age, self._clock = size, max_age, clock
         self._lock = threading.Lock()
         self._clients: OrderedDict[
-            tuple[bool, frozenset[tuple[str, RegistryCredentials]]], RegistryClient
+            tuple[bool, frozenset[tuple[str, RegistryCredentials]]],
+            tuple[float, RegistryClient],
         ] = OrderedDict()
 
     def __call__(
         self, credentials: Mapping[str, RegistryCredentials], *, insecure: bool
     ) -> RegistryClient:
-        """The client for these credentials, made on first use."""
+        """The client for these credentials, made on first use and again once old."""
         key = (insecure, frozenset(credentials.items()))
+        now = self._clock()
         with self._lock:
             found = self._clients.get(key)
-            if found is not None:
+            if found is not None and now - found[0] < self._max_age:
                 self._clients.move_to_end(key)
-                return found
-            made = self._clients[key] = RegistryClient(credentials, insecure=insecure)
+                return found[1]
+            made = RegistryClient(credentials, insecure=insecure)
+            self._clients[key] = (now, made)
+            self._clients.move_to_end(key)
             while len(self._clients) > self._size:
                 self._clients.popitem(last=False)
             return made

@@ -59,33 +59,38 @@ def verify(
     retry_after: float | None = None
     early = [check for check in checks if type(check).prepare is not Check.prepare]
     _prepare(ctx, early, passed)
-    for check in checks:
-        if not check.applies(ctx) or not passed.issuperset(check.needs):
-            continue
-        try:
-            outcomes = check.run(ctx)
-        except PromotionError as error:
-            target = check.target(ctx)
-            outcomes = [
-                Outcome.waiting(target, error)
-                if isinstance(error, RetryableError)
-                else Outcome.failed(target, error)
-            ]
-        records.extend(outcome.record(check.name) for outcome in outcomes)
-        for outcome in outcomes:
-            if outcome.state == CheckState.FAILED:
-                raise outcome.error()
-        pending = [o for o in outcomes if o.state == CheckState.WAITING]
-        if not pending:
-            passed.add(check.name)
-            _prepare(ctx, early, passed)
-            continue
-        if waiting is None:
-            waiting = RetryableError(pending[0].reason or Reason.VERIFYING, pending[0].message)
-        delays = [o.retry_after for o in pending if o.retry_after is not None]
-        if retry_after is not None:
-            delays.append(retry_after)
-        retry_after = min(delays, default=None)
+    try:
+        for check in checks:
+            if not check.applies(ctx) or not passed.issuperset(check.needs):
+                continue
+            try:
+                outcomes = check.run(ctx)
+            except PromotionError as error:
+                target = check.target(ctx)
+                outcomes = [
+                    Outcome.waiting(target, error)
+                    if isinstance(error, RetryableError)
+                    else Outcome.failed(target, error)
+                ]
+            records.extend(outcome.record(check.name) for outcome in outcomes)
+            for outcome in outcomes:
+                if outcome.state == CheckState.FAILED:
+                    raise outcome.error()
+            pending = [o for o in outcomes if o.state == CheckState.WAITING]
+            if not pending:
+                passed.add(check.name)
+                _prepare(ctx, early, passed)
+                continue
+            if waiting is None:
+                waiting = RetryableError(pending[0].reason or Reason.VERIFYING, pending[0].message)
+            delays = [o.retry_after for o in pending if o.retry_after is not None]
+            if retry_after is not None:
+                delays.append(retry_after)
+            retry_after = min(delays, default=None)
+    finally:
+        for _repo, read in ctx.prepared.values():  # a check that did not run: its read
+            read.cancel()  # is not needed (one already under way just finishes)
+        ctx.prepared.clear()
     return Verification(waiting, retry_after)
 
 

@@ -31,7 +31,7 @@ from promotion_operator.lifecycle.config import OperatorConfig
 from promotion_operator.lifecycle.credentials import registry_credentials
 from promotion_operator.lifecycle.objects import Environment, Promotion, load_environment
 from promotion_operator.lifecycle.observe import observe
-from promotion_operator.lifecycle.ports import Ports, TagChecker
+from promotion_operator.lifecycle.ports import Ports, Repository, TagChecker
 
 
 @dataclass(frozen=True)
@@ -112,8 +112,8 @@ class CheckContext:
         # Set by RollbackGuard when an earlier promotion of this Environment pushed the
         # version being rolled back to: that promotion is the proof, not the upstream.
         self.vouch: PromotionCommit | None = None
-        self.prepared: dict[CheckName, Future[str]] = {}
-        """Network reads a check started early (`Check.prepare`), for its `run`."""
+        self.prepared: dict[CheckName, tuple[Repository, Future[str]]] = {}
+        """A repository and the read a check started on it early (`Check.prepare`)."""
 
     @property
     def version(self) -> str:
@@ -181,8 +181,18 @@ class Check:
     def prepare(self, ctx: CheckContext) -> None:
         """Start a slow network read in `EARLY` (into `ctx.prepared`) as soon as the
         checks this one needs have passed, so it overlaps the checks before it; `run`
-        collects it. Default: nothing. A failure here is left for `run` to meet."""
+        collects it with `early`. Default: nothing. A failure here is left for `run`."""
         del ctx
+
+    def early(self, ctx: CheckContext) -> tuple[Repository, Future[str] | None] | None:
+        """What `prepare` started: the repository, and its read unless that had not begun
+        (then it is cancelled, and `run` reads for itself: a full pool never holds a
+        round up behind other Environments' reads). None if nothing was prepared."""
+        found = ctx.prepared.pop(self.name, None)
+        if found is None:
+            return None
+        repo, read = found
+        return repo, None if read.cancel() else read
 
     def run(self, ctx: CheckContext) -> list[Outcome]:
         """Check, returning one outcome per target; may raise a PromotionError."""
@@ -190,7 +200,8 @@ class Check:
 
 
 EARLY = ThreadPoolExecutor(max_workers=8, thread_name_prefix="check-early")
-"""Where `Check.prepare` reads run: bounded, shared by every verification round."""
+"""Where `Check.prepare` reads run: bounded, shared by every verification round. A read
+still queued when its check runs is cancelled and done inline instead (`Check.early`)."""
 
 
 class UpstreamCheck(Check):

@@ -32,14 +32,14 @@ class RollbackGuard(Check):
         """Start the lockless fetch, so it overlaps the registry's answers (a WAN's round
         trips each)."""
         repo = open_repository(ctx.config, ctx.ports, ctx.env)
-        ctx.prepared[self.name] = EARLY.submit(repo.snapshot)
+        ctx.prepared[self.name] = (repo, EARLY.submit(repo.snapshot))
 
     def run(self, ctx: CheckContext) -> list[Outcome]:
         """Failed for an unasked rollback; passed (and maybe vouched) for an asked one."""
-        repo = open_repository(ctx.config, ctx.ports, ctx.env)
-        early = ctx.prepared.pop(self.name, None)
+        early = self.early(ctx)
+        repo, read = early if early else (open_repository(ctx.config, ctx.ports, ctx.env), None)
         try:
-            head = early.result() if early is not None else repo.snapshot()
+            head = read.result() if read is not None else repo.snapshot()
         except RetryableError:
             # the status refresh may be fetching into the same ref this instant (git
             # refuses a second ref lock); one more try costs a fetch, a retry round ~2 s

@@ -8,7 +8,7 @@ from promotion_operator.domain.errors import CheckName, PermanentError, Retryabl
 from promotion_operator.domain.models import CheckState
 from promotion_operator.lifecycle.checks.base import Check, CheckContext, Outcome
 
-PARALLEL = 8  # registry requests at once per check: a round trip each over a WAN
+PARALLEL = 8  # registry requests at once per check (after the first): round trips over a WAN
 
 
 class TagExists(Check):
@@ -18,7 +18,9 @@ class TagExists(Check):
     needs = (CheckName.VERSION_PATTERN,)
 
     def run(self, ctx: CheckContext) -> list[Outcome]:
-        """Ask the registry for each image's tag, up to PARALLEL images at once."""
+        """Ask the registry for each image's tag: the first alone, then up to PARALLEL at
+        once. The first answer teaches the client the registry's auth (a token, Basic), and
+        credentials it refuses are sent once, not once per image (account lockouts)."""
         images = ctx.env.spec.image_names()
 
         def ask(image: str) -> Outcome:
@@ -30,11 +32,12 @@ class TagExists(Check):
             except PermanentError as error:
                 return Outcome.failed(target, error)
 
-        if len(images) <= 1:
-            answers = [ask(image) for image in images]
-        else:
-            with ThreadPoolExecutor(min(PARALLEL, len(images))) as pool:
-                answers = list(pool.map(ask, images))
+        if not images:
+            return []
+        answers = [ask(images[0])]
+        if answers[0].state is not CheckState.FAILED and len(images) > 1:
+            with ThreadPoolExecutor(min(PARALLEL, len(images) - 1)) as pool:
+                answers += pool.map(ask, images[1:])
         outcomes: list[Outcome] = []
         for outcome in answers:
             outcomes.append(outcome)
