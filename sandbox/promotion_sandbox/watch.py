@@ -38,11 +38,16 @@ def _objects(document: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 class PhaseWatch:
-    """Records every phase change of the Promotions in `namespace`, from a real kubectl watch."""
+    """Records every phase change of the Promotions in `namespace`, from a real kubectl watch.
 
-    def __init__(self, kube: Kube, namespace: str) -> None:
+    `watch_only` skips the first listing (`--watch-only`): only what changes from now on is
+    seen, so a namespace holding a year of history costs nothing to start watching.
+    """
+
+    def __init__(self, kube: Kube, namespace: str, *, watch_only: bool = False) -> None:
         self.kube = kube
         self.namespace = namespace
+        self.watch_only = watch_only
         self._changes: list[PhaseChange] = []
         self._cond = threading.Condition()
         self._proc: subprocess.Popen[str] | None = None
@@ -52,7 +57,12 @@ class PhaseWatch:
         """Start `kubectl get --watch` and the thread reading it; return self."""
         self._proc = subprocess.Popen(
             self.kube.kubectl_argv(
-                "get", "promotions", "-n", self.namespace, "--watch", "--output=json"
+                "get",
+                "promotions",
+                "-n",
+                self.namespace,
+                "--watch-only" if self.watch_only else "--watch",
+                "--output=json",
             ),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
