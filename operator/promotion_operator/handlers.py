@@ -20,7 +20,7 @@ import kopf
 from promotion_operator import API_GROUP, API_VERSION, logs
 from promotion_operator.domain.errors import RetryableError
 from promotion_operator.domain.planning import is_finished
-from promotion_operator.k8s import Cluster, Object, in_cluster
+from promotion_operator.k8s import Cluster, Object, flush_events, in_cluster
 from promotion_operator.lifecycle import environments, promotions
 from promotion_operator.lifecycle.config import OperatorConfig
 from promotion_operator.lifecycle.controller import PromotionController
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 _REFRESH_CONCURRENCY = 8
 _WARM_UP_INTERVAL = 2.0
 _CHANGE_GATHER = 0.2
+_EVENT_FLUSH = 5.0  # seconds a stopping operator waits for its queued Events
 
 
 def _config(memo: kopf.Memo) -> OperatorConfig:
@@ -257,3 +258,4 @@ async def _stop_refresh(memo: kopf.Memo, **_: Any) -> None:
     controller = memo.get("promotion_controller")
     if isinstance(controller, PromotionController):
         controller.stop()
+    await asyncio.to_thread(flush_events, _EVENT_FLUSH)  # the last transitions' Events

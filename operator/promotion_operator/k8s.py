@@ -13,8 +13,10 @@ import datetime as dt
 import json
 import logging
 import os
+import queue
 import secrets
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ from kubernetes.watch.watch import iter_resp_lines
 
 from promotion_operator import API_GROUP, API_VERSION
 from promotion_operator.domain.errors import Reason, RetryableError
+from promotion_operator.metrics import EVENTS, timed_call
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -137,14 +140,19 @@ class ClusterAPI(Protocol):
 
 
 @contextlib.contextmanager
-def _translated(what: str) -> Iterator[None]:
+def _translated(what: str, operation: str | None = None) -> Iterator[None]:
     """Turn API errors into our own: 404 -> NotFoundError, others -> retryable.
 
     A 403 is retried too: RBAC is often fixed after the fact, and the message names the
-    exact verb and resource the operator's role lacks.
+    exact verb and resource the operator's role lacks. Each call is timed (the call
+    duration metric, kind `kube`, by verb and resource).
     """
+    if operation is None:  # "<verb> <resource>[/<name>] ...": never a name, a closed set
+        verb, _, rest = what.partition(" ")
+        operation = f"{verb} {rest.split('/', 1)[0].split(' ', 1)[0]}"
     try:
-        yield
+        with timed_call("kube", operation):
+            yield
     except ApiException as error:
         if error.status == 404:
             raise NotFoundError(what) from None
@@ -364,7 +372,8 @@ class Cluster:
 
     # -- events ----------------------------------------------------------------------
     def post_event(self, obj: Object, *, reason: str, message: str, warning: bool = False) -> None:
-        """Record a core/v1 Event on `obj` (best effort: an event is never worth failing)."""
+        """Record a core/v1 Event on `obj`: queued, posted in the background (best effort:
+        an Event is never worth failing or waiting for; see `EventQueue`)."""
         meta = obj["metadata"]
         now = dt.datetime.now(dt.UTC)
         event = client.CoreV1Event(
@@ -389,8 +398,74 @@ class Cluster:
             reporting_component="promotion-operator",
             reporting_instance="promotion-operator",
         )
-        with contextlib.suppress(ApiException):
-            self._core.create_namespaced_event(meta["namespace"], event)
+        _EVENTS.submit(self._core, meta["namespace"], event)
+
+
+class EventQueue:
+    """Events are posted by one background thread from a bounded queue, as client-go's
+    event recorder does: a promotion's status write never waits on its Event (three of
+    them were a promotion's critical path), and an API server slow to take Events costs at
+    most `size` queued ones; beyond that the newest are dropped and counted."""
+
+    def __init__(self, size: int = 1024, timeout: float = 10.0) -> None:
+        self._queue: queue.Queue[tuple[client.CoreV1Api, str, client.CoreV1Event] | None] = (
+            queue.Queue(size)
+        )
+        self._timeout = timeout
+        self._thread: threading.Thread | None = None
+        self._start = threading.Lock()
+
+    def submit(self, core: client.CoreV1Api, namespace: str, event: client.CoreV1Event) -> None:
+        """Queue one Event; never blocks."""
+        with self._start:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._post_forever, name="events")
+                self._thread.daemon = True
+                self._thread.start()
+        try:
+            self._queue.put_nowait((core, namespace, event))
+        except queue.Full:
+            EVENTS.labels("dropped").inc()
+            log.warning("Event queue full: dropped %s on %s", event.reason, event.metadata.name)
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until every queued Event was posted (or given up on); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def _post_forever(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is not None:
+                    self._post(*item)
+            except Exception:  # a bug in one Event must not stop the others
+                EVENTS.labels("failed").inc()
+                log.exception("posting an Event failed")
+            finally:
+                self._queue.task_done()
+
+    def _post(self, core: client.CoreV1Api, namespace: str, event: client.CoreV1Event) -> None:
+        try:
+            with _translated(f"create events/{event.metadata.name} in {namespace}"):
+                core.create_namespaced_event(namespace, event, _request_timeout=self._timeout)
+        except RetryableError as error:
+            EVENTS.labels("failed").inc()
+            log.info("Event %s not posted: %s", event.reason, error.message)
+        else:
+            EVENTS.labels("posted").inc()
+
+
+_EVENTS = EventQueue()
+
+
+def flush_events(timeout: float = 5.0) -> bool:
+    """Post what is still queued (at shutdown, and in tests); False when time ran out."""
+    return _EVENTS.flush(timeout)
 
 
 STATUS_KEY_FIELD = "hmac-sha256"
@@ -406,7 +481,7 @@ def status_key(namespace: str, name: str) -> bytes:
     core = client.CoreV1Api(_client())
     what = f"get or create secret/{name} in {namespace}"
     for _ in range(3):
-        with _translated(what):
+        with _translated(what, "get-or-create secret"):
             try:
                 data = core.read_namespaced_secret(name, namespace).data or {}
                 if STATUS_KEY_FIELD in data:

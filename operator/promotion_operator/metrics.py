@@ -33,7 +33,8 @@ STAGE_SECONDS = Histogram(
 )
 CALL_SECONDS = Histogram(
     f"{_PREFIX}_call_duration_seconds",
-    "Duration of calls to the outside: git (by subcommand), registry, health (by source).",
+    "Duration of calls to the outside: git (by subcommand), registry, health (by source), "
+    "kube (the Kubernetes API, by verb and resource).",
     ["kind", "operation"],
     buckets=_CALL_BUCKETS,
 )
@@ -54,6 +55,12 @@ IN_FLIGHT = Gauge(
 NOTIFICATIONS = Counter(
     f"{_PREFIX}_notifications",
     "Webhook notifications, by outcome: sent, failed (after the retries), dropped (queue full).",
+    ["outcome"],
+)
+EVENTS = Counter(
+    f"{_PREFIX}_events",
+    "Kubernetes Events, by outcome: posted, failed (the API server refused or was away), "
+    "dropped (the queue was full).",
     ["outcome"],
 )
 NOTIFY_QUEUE = Gauge(f"{_PREFIX}_notification_queue_length", "Notifications waiting to be sent.")

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client import REGISTRY
 
 from promotion_operator import k8s
 from promotion_operator.domain.errors import Reason, RetryableError
@@ -195,3 +196,72 @@ def test_an_unreachable_api_server_is_a_retryable_error(kube: Kube, tmp_path: Pa
         k8s.load_config(str(kube.kubeconfig))
     assert caught.value.reason is Reason.KUBERNETES_API_ERROR
     assert "API server unreachable" in caught.value.message
+
+
+def _sample(name: str, labels: dict[str, str]) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def _events_on(kube: Kube, namespace: str, name: str) -> list[dict[str, Any]]:
+    out = kube.kubectl(
+        "get", "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}",
+        "-o", "json",
+    ).stdout  # fmt: skip
+    return list(json.loads(out)["items"])
+
+
+def _created(event: dict[str, Any]) -> int:
+    return int(event["metadata"]["resourceVersion"])
+
+
+def test_events_are_posted_in_the_background_in_order(
+    kube: Kube, namespace: str, cluster: k8s.Cluster
+) -> None:
+    """post_event returns before the API server has the Event; flushing posts them all,
+    in the order they were asked for, and the calls are timed by verb and resource."""
+    kube.kubectl("create", "configmap", "subject", "-n", namespace)
+    subject = kube.get("configmap", "subject", namespace)
+    posted = _sample("promotion_operator_events_total", {"outcome": "posted"})
+    timed = _sample(
+        "promotion_operator_call_duration_seconds_count",
+        {"kind": "kube", "operation": "create events"},
+    )
+    for reason in ("Pending", "Promoting", "Promoted"):
+        cluster.post_event(subject, reason=reason, message=f"now {reason}")
+    assert k8s.flush_events(timeout=30)
+    # created in that order: etcd's revisions, which resourceVersions are here, say so
+    events = sorted(_events_on(kube, namespace, "subject"), key=_created)
+    assert [e["reason"] for e in events] == ["Pending", "Promoting", "Promoted"]
+    assert all(e["source"]["component"] == "promotion-operator" for e in events)
+    assert _sample("promotion_operator_events_total", {"outcome": "posted"}) == posted + 3
+    assert (
+        _sample(
+            "promotion_operator_call_duration_seconds_count",
+            {"kind": "kube", "operation": "create events"},
+        )
+        == timed + 3
+    )
+
+
+def test_an_api_server_refusing_events_fails_nothing(
+    kube: Kube, namespace: str, tmp_path: Path
+) -> None:
+    """Without the right to create Events, post_event still returns, the Event is counted
+    as failed, and the next caller is not held up."""
+    kube.kubectl("create", "configmap", "subject", "-n", namespace)
+    subject = kube.get("configmap", "subject", namespace)
+    kube.kubectl("create", "serviceaccount", "mute", "-n", namespace)
+    token = kube.kubectl("create", "token", "mute", "-n", namespace).stdout.strip()
+    admin = json.loads(kube.kubeconfig.read_text())
+    admin["users"] = [{"name": "sandbox-admin", "user": {"token": token}}]
+    config = tmp_path / "mute.kubeconfig"
+    config.write_text(json.dumps(admin))
+    failed = _sample("promotion_operator_events_total", {"outcome": "failed"})
+    try:
+        k8s.load_config(str(config))
+        k8s.Cluster().post_event(subject, reason="Pending", message="refused", warning=True)
+        assert k8s.flush_events(timeout=30)
+    finally:
+        k8s.load_config(str(kube.kubeconfig))
+    assert _sample("promotion_operator_events_total", {"outcome": "failed"}) == failed + 1
+    assert _events_on(kube, namespace, "subject") == []

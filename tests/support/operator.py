@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from promotion_sandbox.kube import Kube
@@ -57,17 +57,28 @@ def wait_phase(
     return status
 
 
-def events_of(kube: Kube, namespace: str, name: str) -> list[str]:
-    """The reasons of the Events posted on an object, oldest first."""
-    out = kube.kubectl(
-        "get",
-        "events",
-        "-n",
-        namespace,
-        "--field-selector",
-        f"involvedObject.name={name}",
-        "-o",
-        "json",
-    ).stdout
-    items = sorted(json.loads(out)["items"], key=lambda e: e["metadata"]["creationTimestamp"])
-    return [e["reason"] for e in items]
+def events_of(
+    kube: Kube, namespace: str, name: str, *, including: Collection[str] = (), timeout: float = 15
+) -> list[str]:
+    """The reasons of the Events posted on an object, oldest first.
+
+    The operator posts Events in the background, after the status write they tell of:
+    with `including`, wait (up to `timeout`) until those reasons are all there.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        out = kube.kubectl(
+            "get",
+            "events",
+            "-n",
+            namespace,
+            "--field-selector",
+            f"involvedObject.name={name}",
+            "-o",
+            "json",
+        ).stdout
+        items = sorted(json.loads(out)["items"], key=lambda e: e["metadata"]["creationTimestamp"])
+        reasons = [e["reason"] for e in items]
+        if set(including) <= set(reasons) or time.monotonic() >= deadline:
+            return reasons
+        time.sleep(0.2)
