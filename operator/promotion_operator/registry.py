@@ -149,6 +149,7 @@ class RegistryClient:
         self._tokens: dict[tuple[str, str], _Token] = {}
         self._basic_hosts: set[str] = set()  # hosts known to want Basic auth
         self._plain_http_hosts: set[str] = set()  # insecure mode: hosts that do not speak TLS
+        self._settled_hosts: set[str] = set()  # hosts that took our auth (or wanted none)
 
     def __repr__(self) -> str:
         return (
@@ -258,7 +259,17 @@ class RegistryClient:
                 raise self._auth_error(target, response.status)
         elif response.status == 403:
             raise self._auth_error(target, 403)
+        with self._lock:
+            _remember(self._settled_hosts, host)
         return response
+
+    def settled(self, image: str) -> bool:
+        """Whether the image's registry has taken this client's auth before (or wanted
+        none): asking it several things at once then cannot send refused credentials
+        more than once per request it would have needed anyway."""
+        host, _ = split_image(image)
+        with self._lock:
+            return host in self._settled_hosts
 
     def _known_authorization(self, target: _Target) -> str | None:
         """An Authorization header from earlier challenges, to skip the anonymous try."""

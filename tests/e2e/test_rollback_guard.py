@@ -14,6 +14,7 @@ from promotion_sandbox.kube import Kube
 from promotion_sandbox.operator import OperatorProcess
 from promotion_sandbox.world import (
     NEW_VERSION,
+    OLD_VERSION,
     PROD_OVERLAY,
     UNTESTED_VERSION,
     World,
@@ -46,7 +47,7 @@ def test_a_recreated_old_promotion_is_refused_and_rollback_true_moves_back(
     assert f"tvhub-prod runs {UNTESTED_VERSION}" in refused["message"]
     assert "spec.rollback: true" in refused["message"]
     assert fresh_world.remote_head() == head  # nothing pushed
-    assert "WouldRollBack" in events_of(kube, ns, "to-new")
+    assert "WouldRollBack" in events_of(kube, ns, "to-new", including={"WouldRollBack"})
 
     # on purpose: dev no longer runs NEW_VERSION, the earlier promotion is the proof
     kube.apply(promotion(ns, "back", NEW_VERSION, rollback=True, reason="next broke checkout"))
@@ -62,3 +63,29 @@ def test_a_recreated_old_promotion_is_refused_and_rollback_true_moves_back(
     assert fresh_world.remote_messages()[0].startswith(
         f"promote tvhub-prod: {UNTESTED_VERSION} -> {NEW_VERSION}"
     )
+
+
+def test_a_newer_version_pushed_by_hand_after_the_operator_looked_is_not_rolled_back(
+    kube: Kube, operator: OperatorProcess, fresh_world: World, e2e_namespace: str
+) -> None:
+    """The operator knows the branch as its dry run fetched it (prod at the old version),
+    so its checks fetch nothing; then a human pushes a newer version by hand. Promoting
+    the tested version, older than the human's, must not move prod back: the push builds
+    on the human's commit (the optimistic push is rejected, the edit runs again there) and
+    the rule is decided again on that commit."""
+    ns = e2e_namespace
+    kube.apply(*fresh_world.objects(ns))
+    kube.apply(promotion(ns, "look", NEW_VERSION, dryRun=True, reason="what would change"))
+    wait_phase(kube, operator, ns, "look", "Succeeded")
+    text = fresh_world.remote_file(PROD_OVERLAY)
+    by_hand = text.replace(f"newTag: {OLD_VERSION}", f"newTag: {UNTESTED_VERSION}")
+    assert by_hand != text
+    head = fresh_world.commit_file(PROD_OVERLAY, by_hand, "hotfix straight to prod")
+
+    kube.apply(promotion(ns, "to-new", NEW_VERSION, reason="tested in dev"))
+    refused = wait_phase(kube, operator, ns, "to-new", "Failed")
+
+    ready = next(c for c in refused["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "WouldRollBack"
+    assert f"tvhub-prod runs {UNTESTED_VERSION}" in refused["message"]
+    assert fresh_world.remote_head() == head  # nothing pushed over the human's commit

@@ -173,6 +173,11 @@ class FakeRegistry:
             return "sha256:" + hashlib.sha256(f"{image}:{tag}".encode()).hexdigest()
         raise RetryableError(Reason.TAG_MISSING, f"tag {tag} of {image} not found")
 
+    def settled(self, image: str) -> bool:
+        """Never: every round asks the first image alone (the cautious order)."""
+        del image
+        return False
+
     def factory(
         self, credentials: Mapping[str, RegistryCredentials], *, insecure: bool
     ) -> TagChecker:
@@ -202,6 +207,7 @@ class FakeRepository:
     push_errors: list[PromotionError] = field(default_factory=list)
     before_each_push: Callable[[], None] | None = None
     snapshots: int = 0
+    known: str | None = None  # what known_head answers (None: the head, as after a push)
     lost_answers: list[PromotionError] = field(default_factory=list)
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -221,8 +227,9 @@ class FakeRepository:
             yield
 
     def sync(self, *, if_stale: bool = False) -> str:
-        """Nothing to fetch: the fake is its own remote."""
-        del if_stale
+        """Nothing to fetch: the fake is its own remote (a real fetch makes it known)."""
+        if not if_stale:
+            self.known = None
         return self.head.sha
 
     def read_file(self, relative: str) -> str:
@@ -290,6 +297,14 @@ class FakeRepository:
     def snapshot(self) -> str:
         """The head, as a lockless fetch would see it."""
         self.snapshots += 1
+        return self.head.sha
+
+    def known_head(self) -> str | None:
+        """The head this process last saw: `known` when set (someone pushed since)."""
+        return self.known or self.head.sha
+
+    def current_head(self) -> str:
+        """The commit edits build on."""
         return self.head.sha
 
     def read_many(self, commit: str, paths: Sequence[str]) -> dict[str, str | None]:

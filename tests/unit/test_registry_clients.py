@@ -48,14 +48,23 @@ class _Registry:
     """Answers per image. Every image after the first waits at `barrier` until all of them
     are being asked: it breaks (BrokenBarrierError) if they are asked one by one."""
 
-    def __init__(self, answers: dict[str, Exception | str], barrier: threading.Barrier) -> None:
-        self.answers, self.barrier = answers, barrier
+    def __init__(
+        self,
+        answers: dict[str, Exception | str],
+        barrier: threading.Barrier,
+        *,
+        settled: bool = False,
+    ) -> None:
+        self.answers, self.barrier, self.known = answers, barrier, settled
         self.first = next(iter(answers))
         self.asked: list[str] = []
 
+    def settled(self, image: str) -> bool:
+        return self.known and image in self.answers
+
     def check_tag(self, image: str, tag: str) -> str:
         self.asked.append(image)
-        if image != self.first:
+        if image != self.first or self.known:  # settled: the first waits with the others
             self.barrier.wait()
         answer = self.answers[image]
         if isinstance(answer, Exception):
@@ -63,16 +72,27 @@ class _Registry:
         return f"sha256:{image}-{tag}"
 
 
-def _context(answers: dict[str, Exception | str]) -> CheckContext:
+def _context(answers: dict[str, Exception | str], *, settled: bool = False) -> CheckContext:
     images = list(answers)
+    parties = len(images) if settled else max(len(images) - 1, 1)
     return cast(
         "CheckContext",
         SimpleNamespace(
             env=SimpleNamespace(spec=SimpleNamespace(image_names=lambda: images)),
             version="v20250819-f3b8541",
-            registry=_Registry(answers, threading.Barrier(max(len(images) - 1, 1), timeout=10)),
+            registry=_Registry(answers, threading.Barrier(parties, timeout=10), settled=settled),
         ),
     )
+
+
+def test_a_registry_that_took_the_credentials_before_is_asked_everything_at_once() -> None:
+    """A kept client that has been answered by this registry sends the first image with
+    the others (the barrier breaks unless all of them are asked together)."""
+    images = [f"{HOST}/team/c{index}" for index in range(3)]
+    answers: dict[str, Exception | str] = dict.fromkeys(images, "found")
+    outcomes = TagExists().run(_context(answers, settled=True))
+    assert [o.state for o in outcomes] == [CheckState.PASSED] * 3
+    assert [o.target for o in outcomes] == [f"{i}:v20250819-f3b8541" for i in images]
 
 
 def test_the_images_after_the_first_are_asked_at_once_and_outcomes_keep_the_order() -> None:

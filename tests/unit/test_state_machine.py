@@ -1333,3 +1333,56 @@ def test_waiting_rounds_send_nothing_and_a_replayed_finish_sends_nothing_again()
     world.drive()
     reconcile(config, ports, world.cluster.promotion(NS, "p1"), moment=T0 + dt.timedelta(hours=1))
     assert [n.event for n in world.notifier.notices] == ["Failed"]
+
+
+# -- the rollback rule on the commit the push builds on -----------------------------------
+
+
+def test_a_newer_version_pushed_after_the_checks_is_never_rolled_back() -> None:
+    """The checks decide on the head this process last pushed (prod at OLD: NEW moves it
+    forward); a human has pushed NEWER since. The edit decides again on the commit it
+    builds on, and refuses: nothing is pushed."""
+    world = World()
+    with_upstream(world, dev_runs(NEW))
+    world.repo.known = world.repo.head.sha
+    world.repo.commit({PROD_OVERLAY: overlay(NEWER, NEWER)}, "hotfix by hand")
+    world.seed_commits = len(world.repo.commits)
+    world.add(promotion())
+
+    final = world.drive()
+
+    assert world.new_commits == 0
+    assert final["status"]["phase"] == Phase.FAILED
+    ready = next(c for c in final["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "WouldRollBack"
+    assert f"runs {NEWER}" in ready["message"]
+    assert world.repo.snapshots == 0  # the checks needed no fetch
+
+
+def test_a_refusal_on_the_last_known_head_is_decided_again_on_a_fetch() -> None:
+    """This process last left prod at NEWER; a human has moved it back to OLD since. NEW
+    is no rollback of the remote as it is: one fetch says so, and the promotion lands."""
+    world = World()
+    with_upstream(world, dev_runs(NEW))
+    world.repo.commit({PROD_OVERLAY: overlay(NEWER, NEWER)}, "someone promoted NEWER")
+    world.repo.known = world.repo.head.sha
+    world.repo.commit({PROD_OVERLAY: overlay(OLD, OLD)}, "reverted by hand")
+    world.seed_commits = len(world.repo.commits)
+    world.add(promotion())
+
+    final = world.drive()
+
+    assert final["status"]["phase"] == Phase.SUCCEEDED
+    assert world.repo.snapshots == 1
+    assert world.repo.head.files[PROD_OVERLAY] == overlay(NEW, NEW)
+
+
+def test_a_known_current_head_costs_the_checks_no_fetch() -> None:
+    world = World()
+    with_upstream(world, dev_runs(NEW))
+    world.add(promotion())
+
+    final = world.drive()
+
+    assert final["status"]["phase"] == Phase.SUCCEEDED
+    assert world.repo.snapshots == 0

@@ -540,13 +540,39 @@ class GitRepository:
         with _GUARD:
             _FRESH.discard(self._clone_dir)
 
+    def known_head(self) -> str | None:
+        """The remote branch's head as this process last left it, without the network or
+        the lock: after its own fetch or accepted push, with no failure since. None when
+        this process does not know (a first look, a failure, another process's clone).
+
+        Someone else may have pushed since; a caller deciding on it must decide again on
+        the commit it finally builds on (the push is fast-forward only, so that commit is
+        what the remote held).
+        """
+        if not self._is_fresh():
+            return None
+        with shared_use(self._use_path):
+            if not self._has_clone():
+                return None
+            result = self._run(
+                ["rev-parse", "--verify", "--quiet", f"{self._remote_ref}^{{commit}}"]
+            )
+        return result.out.strip() if result.ok and result.out.strip() else None
+
+    def current_head(self) -> str:
+        """The commit the worktree is at: under the lock, the parent of the next commit."""
+        with self.lock():
+            return self._git("rev-parse", "HEAD")
+
     def snapshot(self) -> str:
         """Fetch the remote branch into a ref of its own and return its head commit.
 
         Takes no lock (beyond the first clone): the status refresh reads overlays from this
         commit while a promotion holds the lock and works in the worktree. Git keeps
         concurrent fetches into different refs safe; this one writes no FETCH_HEAD and
-        starts no maintenance.
+        starts no maintenance. Git also moves the clone's remote branch ref to what it
+        fetched (its opportunistic update of a configured tracking ref), so `known_head`
+        follows every status refresh round.
         """
         refspec = f"+refs/heads/{self.branch}:{SNAPSHOT_REF}"
         with shared_use(self._use_path):  # the cache eviction leaves the clone alone

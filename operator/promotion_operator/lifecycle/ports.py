@@ -36,6 +36,10 @@ class TagChecker(Protocol):
         """Return the tag's digest; raise a PromotionError when it is missing or unknown."""
         ...
 
+    def settled(self, image: str) -> bool:
+        """Whether the image's registry has taken these credentials before."""
+        ...
+
 
 class Repository(Protocol):
     """The git workflow the lifecycle uses (the gitops adapter)."""
@@ -83,6 +87,15 @@ class Repository(Protocol):
 
     def snapshot(self) -> str:
         """Fetch the remote branch without the lock; return its head commit."""
+        ...
+
+    def known_head(self) -> str | None:
+        """The remote head as this process last left it (its own fetch or push, no failure
+        since), read locally; None when it does not know."""
+        ...
+
+    def current_head(self) -> str:
+        """The commit the worktree is at (the parent of the next commit)."""
         ...
 
     def read_many(self, commit: str, paths: Sequence[str]) -> dict[str, str | None]:

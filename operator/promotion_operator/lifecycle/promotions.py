@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from promotion_operator.domain.errors import (
@@ -37,6 +37,7 @@ from promotion_operator.domain.times import parse_time, precise_timestamp
 from promotion_operator.gitops import Reader
 from promotion_operator.k8s import NotFoundError, Object
 from promotion_operator.lifecycle.checks import CheckContext, verify
+from promotion_operator.lifecycle.checks.rollback_guard import push_guard
 from promotion_operator.lifecycle.config import OperatorConfig
 from promotion_operator.lifecycle.deployment import (
     POLL_SECONDS as DEPLOYMENT_POLL,
@@ -100,6 +101,7 @@ class OverlayEditor:
 
     env: Environment
     version: str
+    guard: Callable[[str], None] | None = None  # may refuse the text about to change
     diff: str = ""
     ran: bool = False
     previous: str | None = None  # the version the overlay pinned before the last edit
@@ -108,6 +110,8 @@ class OverlayEditor:
         """Return {path: new text}, or None when the overlay already holds the version."""
         path = self.env.overlay_file
         old = read(path)
+        if self.guard is not None:
+            self.guard(old)
         self.previous, self.ran = _version_of(old, self.env), True
         edit = set_image_tags(
             old,
@@ -139,9 +143,13 @@ def promote(
     writer: StatusWriter,
     *,
     audit: Sequence[tuple[Trailer, str]] = (),
+    checked: str | None = None,
+    vouched: bool = False,
 ) -> None:
     """Edit, commit and push under the repository lock; set the final status. `audit` is
-    what the checks recorded for the commit's trailers."""
+    what the checks recorded for the commit's trailers; `checked` the commit the rollback
+    guard decided on, and `vouched` whether that decision skipped the upstream checks
+    (the edit decides again on any other commit: `push_guard`)."""
     repo = open_repository(config, ports, env)
     version = promotion.spec.version
     with repo.lock():
@@ -159,7 +167,8 @@ def promote(
             # pushed before a crash or a lost status write: the remote is the proof
             _recover(ports, repo, env, writer, promotion, found)
             return
-        editor = OverlayEditor(env, version)
+        guard = push_guard(repo, promotion, env, checked=checked, vouched=vouched)
+        editor = OverlayEditor(env, version, guard)
         if promotion.spec.dry_run:
             editor(repo.read_file)
             writer.status.previous_version = editor.previous
@@ -440,7 +449,16 @@ def _advance(
         )
         writer.write(event_reason=Reason.PROMOTING)
     with STAGE_SECONDS.labels("git").time():
-        promote(config, ports, promotion, env, writer, audit=ctx.audit)
+        promote(
+            config,
+            ports,
+            promotion,
+            env,
+            writer,
+            audit=ctx.audit,
+            checked=ctx.rollback_checked,
+            vouched=ctx.vouch is not None,
+        )
     return None
 
 

@@ -184,3 +184,28 @@ def test_a_known_current_clone_whose_remote_ref_moved_checks_it_out_before_editi
     assert repo.find_commit(_trailers(9)) is None  # fetches: the remote ref is at `other`
     assert repo.sync(if_stale=True) == other
     assert repo.read_file("README.md") == "ci was here\n"
+
+
+def test_the_known_head_is_the_last_fetch_push_or_snapshot_of_this_process(
+    bare_repo: Path, cache_dir: Path
+) -> None:
+    repo = _repo(bare_repo, cache_dir)
+    assert repo.known_head() is None  # this process has not looked yet
+    head = repo.sync()
+    assert repo.known_head() == head
+    pushed = repo.commit_and_push(_edit(0), _message(0), batch=True)
+    assert pushed.commit is not None
+    assert repo.known_head() == pushed.commit == branch_head(bare_repo)
+    assert repo.snapshot() == pushed.commit
+    assert repo.known_head() == pushed.commit  # the snapshot agreed
+    other = commit_files(bare_repo, {"README.md": "ci was here\n"}, message="ci")
+    assert repo.known_head() == pushed.commit  # nobody told this process yet
+    assert repo.snapshot() == other  # a status refresh round, say
+    assert repo.known_head() == other  # git moved origin/main with the snapshot's ref
+    assert repo.sync(if_stale=True) == other  # checked out without a fetch
+    assert repo.read_file("README.md") == "ci was here\n"
+    bare_repo.rename(bare_repo.with_suffix(".moved"))
+    with pytest.raises(PromotionError):
+        repo.sync()
+    bare_repo.with_suffix(".moved").rename(bare_repo)
+    assert repo.known_head() is None  # after a failure this process knows nothing

@@ -98,7 +98,9 @@ def test_basic_auth_with_the_right_credentials(
     )
     client = _client(htpasswd_registry, robot)
     image = f"{htpasswd_registry.host}/team/app"
+    assert not client.settled(image)
     assert client.check_tag(image, "v1") == digest
+    assert client.settled(image)  # took the credentials: the next round asks all at once
     assert client.check_tag(image, "v1") == digest  # Basic remembered for the host
 
 
@@ -133,8 +135,10 @@ def test_basic_auth_with_a_wrong_password_is_refused(
     htpasswd_registry: LocalRegistry, robot: RegistryCredentials
 ) -> None:
     wrong = RegistryCredentials(robot.username, robot.password + "-wrong")
+    client = _client(htpasswd_registry, wrong)
     with pytest.raises(PermanentError) as caught:
-        _client(htpasswd_registry, wrong).check_tag(f"{htpasswd_registry.host}/team/app", "v1")
+        client.check_tag(f"{htpasswd_registry.host}/team/app", "v1")
+    assert not client.settled(f"{htpasswd_registry.host}/team/app")  # refused: one at a time
     error = caught.value
     assert error.reason is Reason.REGISTRY_AUTH_FAILED
     assert not error.retryable

@@ -112,6 +112,8 @@ class CheckContext:
         # Set by RollbackGuard when an earlier promotion of this Environment pushed the
         # version being rolled back to: that promotion is the proof, not the upstream.
         self.vouch: PromotionCommit | None = None
+        # The commit RollbackGuard decided on; the push decides again on any other.
+        self.rollback_checked: str | None = None
         self.prepared: dict[CheckName, tuple[Repository, Future[str]]] = {}
         """A repository and the read a check started on it early (`Check.prepare`)."""
 

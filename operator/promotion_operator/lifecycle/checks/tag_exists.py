@@ -20,7 +20,9 @@ class TagExists(Check):
     def run(self, ctx: CheckContext) -> list[Outcome]:
         """Ask the registry for each image's tag: the first alone, then up to PARALLEL at
         once. The first answer teaches the client the registry's auth (a token, Basic), and
-        credentials it refuses are sent once, not once per image (account lockouts)."""
+        credentials it refuses are sent once, not once per image (account lockouts). When
+        every image's registry has taken the client's auth before (a kept client, the
+        next round or promotion), all are asked at once: one round trip less."""
         images = ctx.env.spec.image_names()
 
         def ask(image: str) -> Outcome:
@@ -34,10 +36,12 @@ class TagExists(Check):
 
         if not images:
             return []
-        answers = [ask(images[0])]
-        if answers[0].state is not CheckState.FAILED and len(images) > 1:
-            with ThreadPoolExecutor(min(PARALLEL, len(images) - 1)) as pool:
-                answers += pool.map(ask, images[1:])
+        settled = len(images) > 1 and all(ctx.registry.settled(image) for image in images)
+        answers = [] if settled else [ask(images[0])]
+        rest = images[len(answers) :]
+        if rest and not (answers and answers[0].state is CheckState.FAILED):
+            with ThreadPoolExecutor(min(PARALLEL, len(rest))) as pool:
+                answers += pool.map(ask, rest)
         outcomes: list[Outcome] = []
         for outcome in answers:
             outcomes.append(outcome)
