@@ -335,10 +335,10 @@ class _StatusWatch:
                     obj = event["object"]
                     self._version = obj["metadata"]["resourceVersion"]
                     self._note(obj, time.monotonic())
-            except client.ApiException as error:
-                if error.status != 410:
-                    raise
-                self._relist()  # expired: what changed meanwhile is in the listing
+            except Exception:  # expired (410), or the control plane going away at the end
+                if self._stop.wait(1.0):
+                    return
+                self._relist()  # what changed meanwhile is in the listing
 
 
 def _wait(

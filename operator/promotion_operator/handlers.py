@@ -258,4 +258,5 @@ async def _stop_refresh(memo: kopf.Memo, **_: Any) -> None:
     controller = memo.get("promotion_controller")
     if isinstance(controller, PromotionController):
         controller.stop()
+        await asyncio.to_thread(controller.drain, _EVENT_FLUSH)  # rounds still running
     await asyncio.to_thread(flush_events, _EVENT_FLUSH)  # the last transitions' Events

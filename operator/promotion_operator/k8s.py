@@ -32,7 +32,7 @@ from kubernetes.watch.watch import iter_resp_lines
 
 from promotion_operator import API_GROUP, API_VERSION
 from promotion_operator.domain.errors import Reason, RetryableError
-from promotion_operator.metrics import EVENTS, timed_call
+from promotion_operator.metrics import CALL_ERRORS, CALL_SECONDS, EVENTS
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -150,12 +150,15 @@ def _translated(what: str, operation: str | None = None) -> Iterator[None]:
     if operation is None:  # "<verb> <resource>[/<name>] ...": never a name, a closed set
         verb, _, rest = what.partition(" ")
         operation = f"{verb} {rest.split('/', 1)[0].split(' ', 1)[0]}"
+    began = time.monotonic()
     try:
-        with timed_call("kube", operation):
-            yield
+        yield
     except ApiException as error:
-        if error.status == 404:
+        if error.status == 404:  # an answer, not a failed call
+            CALL_SECONDS.labels("kube", operation).observe(time.monotonic() - began)
             raise NotFoundError(what) from None
+        CALL_ERRORS.labels("kube", operation).inc()
+        CALL_SECONDS.labels("kube", operation).observe(time.monotonic() - began)
         raise RetryableError(
             Reason.KUBERNETES_API_ERROR,
             f"cannot {what}: API server answered {error.status} {error.reason}",
@@ -163,10 +166,13 @@ def _translated(what: str, operation: str | None = None) -> Iterator[None]:
     except (urllib3.exceptions.HTTPError, OSError) as error:
         # the API server restarting or unreachable: as retryable as a 503 (the fault
         # campaign found these escaping as bugs while kube-apiserver restarted)
+        CALL_ERRORS.labels("kube", operation).inc()
+        CALL_SECONDS.labels("kube", operation).observe(time.monotonic() - began)
         raise RetryableError(
             Reason.KUBERNETES_API_ERROR,
             f"cannot {what}: API server unreachable ({type(error).__name__})",
         ) from None
+    CALL_SECONDS.labels("kube", operation).observe(time.monotonic() - began)
 
 
 @dataclass(frozen=True)
@@ -401,6 +407,9 @@ class Cluster:
         _EVENTS.submit(self._core, meta["namespace"], event)
 
 
+_DROP_WARNING_EVERY = 60.0  # seconds between two "queue full" warnings
+
+
 class EventQueue:
     """Events are posted by one background thread from a bounded queue, as client-go's
     event recorder does: a promotion's status write never waits on its Event (three of
@@ -414,6 +423,7 @@ class EventQueue:
         self._timeout = timeout
         self._thread: threading.Thread | None = None
         self._start = threading.Lock()
+        self._warned = -_DROP_WARNING_EVERY
 
     def submit(self, core: client.CoreV1Api, namespace: str, event: client.CoreV1Event) -> None:
         """Queue one Event; never blocks."""
@@ -426,7 +436,14 @@ class EventQueue:
             self._queue.put_nowait((core, namespace, event))
         except queue.Full:
             EVENTS.labels("dropped").inc()
-            log.warning("Event queue full: dropped %s on %s", event.reason, event.metadata.name)
+            now = time.monotonic()
+            if now - self._warned >= _DROP_WARNING_EVERY:  # a flood logs once in a while
+                self._warned = now
+                log.warning(
+                    "Event queue full: dropping Events (%s on %s first)",
+                    event.reason,
+                    event.metadata.name,
+                )
 
     def flush(self, timeout: float) -> bool:
         """Wait until every queued Event was posted (or given up on); False on timeout."""
@@ -453,9 +470,9 @@ class EventQueue:
         try:
             with _translated(f"create events/{event.metadata.name} in {namespace}"):
                 core.create_namespaced_event(namespace, event, _request_timeout=self._timeout)
-        except RetryableError as error:
+        except (RetryableError, NotFoundError) as error:  # refused, away, namespace gone
             EVENTS.labels("failed").inc()
-            log.info("Event %s not posted: %s", event.reason, error.message)
+            log.info("Event %s not posted: %s", event.reason, error)
         else:
             EVENTS.labels("posted").inc()
 

@@ -247,8 +247,8 @@ class RegistryClient:
     ) -> Reply:
         """Send a request, answering a 401 challenge once; auth failures raise."""
         host = target.host
-        known = self._known_authorization(target)
-        response = self._send(target, method, path, known, max_body=max_body)
+        authorization = self._known_authorization(target)
+        response = self._send(target, method, path, authorization, max_body=max_body)
         if response.status == 401:
             challenge = parse_www_authenticate(response.headers.get("WWW-Authenticate", ""))
             authorization = self._answer_challenge(target, challenge)
@@ -256,18 +256,27 @@ class RegistryClient:
             if response.status in (401, 403):
                 with self._lock:
                     self._tokens.pop((host, target.scope), None)
+                    self._settled_hosts.discard(host)
                 raise self._auth_error(target, response.status)
         elif response.status == 403:
+            with self._lock:
+                self._settled_hosts.discard(host)
             raise self._auth_error(target, 403)
-        with self._lock:
-            _remember(self._settled_hosts, host)
+        if authorization and 200 <= response.status < 300:
+            with self._lock:  # the credentials (or a token they earned) were taken
+                _remember(self._settled_hosts, host)
         return response
 
     def settled(self, image: str) -> bool:
-        """Whether the image's registry has taken this client's auth before (or wanted
-        none): asking it several things at once then cannot send refused credentials
-        more than once per request it would have needed anyway."""
-        host, _ = split_image(image)
+        """Whether asking the image's registry several things at once cannot send refused
+        credentials more often than one at a time would: it has no credentials here, or
+        it answered a request that carried them with success (and refused none since)."""
+        try:
+            host, _ = split_image(image)
+        except PromotionError:
+            return False  # a bad name: asked alone, it fails with its own message
+        if host not in self._credentials:
+            return True
         with self._lock:
             return host in self._settled_hosts
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from promotion_operator.domain.errors import PermanentError, PromotionError, Reason, RetryableError
+from promotion_operator.domain.gitfailures import GitPushRejectedError
 from promotion_operator.domain.gitrules import has_trailers
 from promotion_operator.domain.images import RegistryCredentials
 from promotion_operator.domain.notifications import Notice
@@ -208,6 +209,7 @@ class FakeRepository:
     before_each_push: Callable[[], None] | None = None
     snapshots: int = 0
     known: str | None = None  # what known_head answers (None: the head, as after a push)
+    prefetches: int = 0
     lost_answers: list[PromotionError] = field(default_factory=list)
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -267,24 +269,33 @@ class FakeRepository:
         synced: bool = False,
         batch: bool = False,
     ) -> PushResult:
-        """Apply the edit to the head and push it (or raise the next queued push error)."""
-        del max_attempts, synced, batch
-        changes = edit(self.read_file)
-        if not changes:
-            return PushResult(None, 1, changed=False)
-        files = {**self.head.files, **changes}
-        if files == self.head.files:
-            return PushResult(None, 1, changed=False)
-        if self.before_each_push is not None:
-            self.before_each_push()  # the world moves first: another request, CI, a human
-        if before_push is not None:
-            before_push()
-        if self.push_errors:
-            raise self.push_errors.pop(0)
-        commit = self._add(message() if callable(message) else message, files)
-        if self.lost_answers:  # the push landed, but its answer never reached us
-            raise self.lost_answers.pop(0)
-        return PushResult(commit.sha, 1, changed=True)
+        """Apply the edit to the head and push it (or raise the next queued push error).
+
+        A push whose branch moved meanwhile (`before_each_push` committed) is rejected, as
+        the real compare-and-swap push is: the edit runs again on the new head.
+        """
+        del synced, batch
+        for attempt in range(1, max_attempts + 1):
+            base = self.head
+            changes = edit(self.read_file)
+            if not changes:
+                return PushResult(None, attempt, changed=False)
+            files = {**base.files, **changes}
+            if files == base.files:
+                return PushResult(None, attempt, changed=False)
+            if self.before_each_push is not None:
+                self.before_each_push()  # the world moves first: another request, CI, a human
+            if before_push is not None:
+                before_push()
+            if self.push_errors:
+                raise self.push_errors.pop(0)
+            if self.head is not base:
+                continue  # rejected: the branch is no longer where the edit read it
+            commit = self._add(message() if callable(message) else message, files)
+            if self.lost_answers:  # the push landed, but its answer never reached us
+                raise self.lost_answers.pop(0)
+            return PushResult(commit.sha, attempt, changed=True)
+        raise GitPushRejectedError(f"rejected {max_attempts} times in a row")
 
     def file_at(self, revision: str, relative: str) -> str | None:
         """A file at a commit (`<sha>^` names its parent)."""
@@ -307,12 +318,21 @@ class FakeRepository:
         """The commit edits build on."""
         return self.head.sha
 
+    def prefetch(self, submit: Callable[[Callable[[], None]], object]) -> bool:
+        """Counted; nothing to fetch (the fake is its own remote)."""
+        del submit
+        self.prefetches += 1
+        return True
+
     def read_many(self, commit: str, paths: Sequence[str]) -> dict[str, str | None]:
         """Files at a commit."""
         return {path: self.file_at(commit, path) for path in paths}
 
-    def promotions_of(self, commit: str, relative: str, version: str) -> list[PromotionCommit]:
+    def promotions_of(
+        self, commit: str, relative: str, version: str, *, remember: bool = True
+    ) -> list[PromotionCommit]:
         """The operator's commits that moved `relative` to or from `version`, newest first."""
+        del remember
         found: list[PromotionCommit] = []
         by_sha = {c.sha: c for c in self.commits}
         at = by_sha.get(commit)

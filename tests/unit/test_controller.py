@@ -286,3 +286,21 @@ def test_namespace_patterns_watch_every_namespace_and_keep_the_matching_ones() -
         until(lambda: work.names() == ["a", "d"])
     finally:
         controller.stop()
+
+
+def test_a_stopping_controller_waits_for_the_rounds_still_running() -> None:
+    release = threading.Event()
+    source = Source([body("slow")])
+
+    def answer(_obj: Object, _attempt: int) -> float | None:
+        release.wait(_WAIT)
+        return None
+
+    work = Recorder(answer)
+    controller = started(source, work)
+    until(lambda: "slow" in work.running)
+    controller.stop()
+    assert not controller.drain(timeout=0.2)  # still pushing, say
+    release.set()
+    assert controller.drain(timeout=_WAIT)
+    assert work.calls == [("slow", 1, 0)]

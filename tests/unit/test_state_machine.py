@@ -1386,3 +1386,26 @@ def test_a_known_current_head_costs_the_checks_no_fetch() -> None:
 
     assert final["status"]["phase"] == Phase.SUCCEEDED
     assert world.repo.snapshots == 0
+
+
+def test_the_edit_run_again_after_a_rejected_push_keeps_the_rollback_rule() -> None:
+    """The checks and the first edit see prod at OLD (NEW moves it forward); a human
+    pushes NEWER just before our push, which is rejected; the edit runs again on the
+    human's commit, where NEW would roll prod back: nothing is pushed."""
+    world = World()
+    with_upstream(world, dev_runs(NEW))
+    world.add(promotion())
+    pushed_by_hand: list[str] = []
+
+    def human_pushes_once() -> None:
+        if not pushed_by_hand:
+            pushed_by_hand.append(world.repo.commit({PROD_OVERLAY: overlay(NEWER, NEWER)}))
+
+    world.repo.before_each_push = human_pushes_once
+
+    final = world.drive()
+
+    assert pushed_by_hand and world.repo.head.sha == pushed_by_hand[0]
+    assert world.new_commits == 1  # the human's alone
+    ready = next(c for c in final["status"]["conditions"] if c["type"] == "Ready")
+    assert (final["status"]["phase"], ready["reason"]) == (Phase.FAILED, "WouldRollBack")

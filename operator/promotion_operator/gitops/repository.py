@@ -106,6 +106,7 @@ _GUARD = threading.Lock()
 _UNCONFIRMED = "\0unconfirmed"  # an edit with nothing to change on an unfetched tree
 _QUEUES: dict[Path, list[_Job]] = {}
 _FRESH: set[Path] = set()
+_PREFETCHING: set[Path] = set()  # clones with a head-start fetch queued or running
 
 
 class GitRepository:
@@ -284,7 +285,9 @@ class GitRepository:
                 records.append(CommitRecord(sha, committed, message))
         return records
 
-    def promotions_of(self, commit: str, relative: str, version: str) -> list[PromotionCommit]:
+    def promotions_of(
+        self, commit: str, relative: str, version: str, *, remember: bool = True
+    ) -> list[PromotionCommit]:
         """The operator's commits that moved a file to or from `version`, newest first.
 
         One `git log` over the whole history up to `commit` (no window that would hide an
@@ -295,7 +298,8 @@ class GitRepository:
         every commit (3.6 s against about 1 s over 30,000 commits on the loaded test
         machine, `bench/rollback_history.py`), and a later look at the same version reads
         only the commits since the last one. Local: `commit` comes from `snapshot()` or
-        `sync()`.
+        `sync()`. `remember=False` leaves the cache as it is: for a commit of this process
+        not pushed yet (a batch's), which a rejected push would make the cache's base.
         """
         confine_path(self._clone_dir, relative)
         if commit.startswith("-"):
@@ -310,6 +314,8 @@ class GitRepository:
             since = cached[0]
         newer = [] if since == commit else self._promotions_since(commit, since, relative, version)
         found = newer + (cached[1] if since is not None and cached is not None else [])
+        if not remember:
+            return found
         with _PROMOTIONS_CACHE_LOCK:
             _PROMOTIONS_CACHE[key] = (commit, found)
             _PROMOTIONS_CACHE.move_to_end(key)
@@ -388,6 +394,7 @@ class GitRepository:
             for attempt in range(1, max_attempts + 1):
                 if attempt > 1 or not synced:
                     self._sync_locked()
+                base = self._git("rev-parse", "HEAD")
                 changes = edit(self.read_file)
                 if not changes:
                     return PushResult(None, attempt, changed=False)
@@ -402,7 +409,7 @@ class GitRepository:
                 commit = self._git("rev-parse", "HEAD")
                 if before_push is not None:
                     before_push()
-                if self._push():
+                if self._push(base):
                     return PushResult(commit, attempt, changed=True)
         raise GitPushRejectedError(
             f"push to branch {self.branch} of {self._shown_url} was rejected as "
@@ -433,19 +440,28 @@ class GitRepository:
         """Under the lock: commit each job's edit on a fresh tree, push all; retry the
         pushed ones on top of a moved branch. Every job is finished on return."""
         pending = list(jobs)
+        base: str | None = None
         try:
             for attempt in range(1, max_attempts + 1):
-                fetched = attempt > 1 or not self._is_fresh()  # else push optimistically
+                # push optimistically on a known-current clone; after a rejection, fetch,
+                # unless a fetch meanwhile (the checks' head start, a status refresh) has
+                # already brought the branch on past the head the rejected push built on
+                moved = base is not None and self._remote_head() != base
+                fetched = (attempt > 1 and not moved) or (attempt == 1 and not self._is_fresh())
                 if fetched:
                     self._sync_locked()
+                elif moved or self._git("rev-parse", "HEAD") != self._remote_head():
+                    self._checkout_remote()
+                base = self._git("rev-parse", "HEAD")
                 committed = self._commit_all(pending, attempt, fetched=fetched)
                 if committed is None:
                     # "nothing to change" is a claim about the remote: fetch, then decide
                     self._sync_locked()
+                    base = self._git("rev-parse", "HEAD")
                     committed = self._commit_all(pending, attempt, fetched=True)
                 if not committed:
                     return
-                if self._push():
+                if self._push(base):
                     for job, commit in committed:
                         job.finish(PushResult(commit, attempt, changed=True))
                     return
@@ -546,18 +562,52 @@ class GitRepository:
         this process does not know (a first look, a failure, another process's clone).
 
         Someone else may have pushed since; a caller deciding on it must decide again on
-        the commit it finally builds on (the push is fast-forward only, so that commit is
-        what the remote held).
+        the commit it finally builds on (the push is a compare-and-swap on that commit,
+        `_push`, so it is exactly what the remote held).
         """
         if not self._is_fresh():
             return None
-        with shared_use(self._use_path):
-            if not self._has_clone():
-                return None
-            result = self._run(
-                ["rev-parse", "--verify", "--quiet", f"{self._remote_ref}^{{commit}}"]
-            )
+        try:
+            with shared_use(self._use_path):
+                if not self._has_clone():
+                    return None
+                result = self._run(
+                    ["rev-parse", "--verify", "--quiet", f"{self._remote_ref}^{{commit}}"]
+                )
+        except (OSError, PromotionError):  # a full disk, a git that will not start: unknown
+            return None
         return result.out.strip() if result.ok and result.out.strip() else None
+
+    def prefetch(self, submit: Callable[[Callable[[], None]], object]) -> bool:
+        """Hand `submit` (a bounded pool) a lockless fetch of the branch, unless one of
+        this clone is queued or running already; False then.
+
+        A head start for a push that would otherwise build on an old head and be
+        rejected: git moves the clone's remote branch ref with the fetch, so the push
+        (or its retry) builds on what it found without a fetch of its own. Its failure
+        is only logged: the push decides, and fetches for itself when it must.
+        """
+        with _GUARD:
+            if self._clone_dir in _PREFETCHING:
+                return False
+            _PREFETCHING.add(self._clone_dir)
+
+        def fetch() -> None:
+            try:
+                self.snapshot()
+            except PromotionError as error:
+                log.debug("head-start fetch of %r: %s", self, error.message)
+            finally:
+                with _GUARD:
+                    _PREFETCHING.discard(self._clone_dir)
+
+        try:
+            submit(fetch)
+        except RuntimeError:  # the pool is shutting down
+            with _GUARD:
+                _PREFETCHING.discard(self._clone_dir)
+            return False
+        return True
 
     def current_head(self) -> str:
         """The commit the worktree is at: under the lock, the parent of the next commit."""
@@ -674,6 +724,9 @@ class GitRepository:
         self._fetch_or_clone()
         return self._checkout_remote()
 
+    def _remote_head(self) -> str:
+        return self._git("rev-parse", "--verify", f"{self._remote_ref}^{{commit}}")
+
     def _checkout_remote(self) -> str:
         # checkout -B also repairs a detached or renamed HEAD; clean drops files a failed
         # edit may have left, so every edit starts from exactly the remote tree.
@@ -754,11 +807,21 @@ class GitRepository:
             raise self._error("git fetch from", result)
         marker.write_text(f"{wanted}\n")
 
-    def _push(self) -> bool:
-        """Push HEAD to the branch: True when accepted, False on a non-fast-forward."""
+    def _push(self, base: str) -> bool:
+        """Push HEAD, built on `base`, to the branch: True when accepted, False when the
+        branch is no longer at `base` (moved on, or reset: the lease).
+
+        The lease (`--force-with-lease=<branch>:<base>`, which the server checks as it
+        updates the ref) makes the push a compare-and-swap on the commit our commits were
+        built on: fast-forward alone would also accept a branch reset backwards to an
+        ancestor of it, and then the remote's head before our commits would not be the
+        commit the edit (and its rollback rule) read. HEAD descends from `base`, so what
+        the lease lets through is a fast-forward.
+        """
         self._forget_fresh()  # an unclear answer may or may not have moved the branch
+        lease = f"--force-with-lease=refs/heads/{self.branch}:{base}"
         result = self._runner.run(
-            ["push", "--porcelain", "--", "origin", f"HEAD:refs/heads/{self.branch}"],
+            ["push", "--porcelain", lease, "--", "origin", f"HEAD:refs/heads/{self.branch}"],
             cwd=self._clone_dir,
             network=True,
         )
@@ -767,7 +830,7 @@ class GitRepository:
             self._mark_fresh()
             return True
         both = result.output
-        rejected = re.search(r"\[rejected\]|non-fast-forward|fetch first", both)
+        rejected = re.search(r"\[rejected\]|non-fast-forward|fetch first|stale info", both)
         if rejected and "[remote rejected]" not in both:
             return False
         raise self._error("push to", result)

@@ -149,6 +149,18 @@ class PromotionController:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
+    def drain(self, timeout: float) -> bool:
+        """Wait (after `stop`) until no round is running, so their last Events are queued;
+        False when `timeout` seconds passed first."""
+        deadline = self.clock() + timeout
+        with self._cond:
+            while any(item.running for item in self._items.values()):
+                left = deadline - self.clock()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, 0.1))
+        return True
+
     def wait_synced(self, timeout: float) -> bool:
         """Wait until the first LIST of every scope has been read (for tests)."""
         return self._synced.wait(timeout)

@@ -98,12 +98,19 @@ class Repository(Protocol):
         """The commit the worktree is at (the parent of the next commit)."""
         ...
 
+    def prefetch(self, submit: Callable[[Callable[[], None]], object]) -> bool:
+        """Start a lockless fetch through `submit`, unless one of this clone is under way."""
+        ...
+
     def read_many(self, commit: str, paths: Sequence[str]) -> dict[str, str | None]:
         """Files at a commit (None for a path that is no file)."""
         ...
 
-    def promotions_of(self, commit: str, relative: str, version: str) -> list[PromotionCommit]:
-        """The operator's commits that moved a file to or from `version`, newest first."""
+    def promotions_of(
+        self, commit: str, relative: str, version: str, *, remember: bool = True
+    ) -> list[PromotionCommit]:
+        """The operator's commits that moved a file to or from `version`, newest first
+        (`remember=False`: a commit not pushed yet, kept out of any cache)."""
         ...
 
 

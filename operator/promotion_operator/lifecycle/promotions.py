@@ -167,7 +167,18 @@ def promote(
             # pushed before a crash or a lost status write: the remote is the proof
             _recover(ports, repo, env, writer, promotion, found)
             return
-        guard = push_guard(repo, promotion, env, checked=checked, vouched=vouched)
+        rollback_rule = push_guard(repo, promotion, env, checked=checked, vouched=vouched)
+
+        def guard(text: str) -> None:
+            try:
+                rollback_rule(text)
+            except PromotionError:
+                # a newer Promotion of this Environment (in this very batch, say) wins
+                # over the verdict on this one: it is Superseded, not refused
+                if (newer := newer_promotion(ports, promotion)) is not None:
+                    raise _NewerPromotionError(newer) from None
+                raise
+
         editor = OverlayEditor(env, version, guard)
         if promotion.spec.dry_run:
             editor(repo.read_file)

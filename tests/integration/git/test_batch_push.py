@@ -3,6 +3,7 @@ Promotion keeps its own commit and trailers (so crash safety still finds each on
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -209,3 +210,29 @@ def test_the_known_head_is_the_last_fetch_push_or_snapshot_of_this_process(
         repo.sync()
     bare_repo.with_suffix(".moved").rename(bare_repo)
     assert repo.known_head() is None  # after a failure this process knows nothing
+
+
+def test_a_branch_reset_backwards_is_not_pushed_over_with_the_dropped_commits(
+    bare_repo: Path, cache_dir: Path
+) -> None:
+    """The clone knows the branch at its own last push; then someone resets the branch
+    back past it. A fast-forward from the reset head would bring the dropped commit back
+    (and build on a tree the edit never read): the lease refuses, and the edit runs
+    again on the branch as it is."""
+    repo = _repo(bare_repo, cache_dir)
+    start = repo.sync()
+    dropped = repo.commit_and_push(_edit(0), _message(0), batch=True).commit
+    assert dropped is not None and repo.known_head() == dropped
+    subprocess.run(
+        ["git", "-C", str(bare_repo), "update-ref", "refs/heads/main", start, dropped],
+        check=True,
+    )
+    again = repo.commit_and_push(_edit(1), _message(1), batch=True)
+    assert again.changed and again.attempts == 2
+    history = subprocess.run(
+        ["git", "-C", str(bare_repo), "rev-list", "refs/heads/main"],
+        check=True, capture_output=True, text=True,
+    ).stdout.split()  # fmt: skip
+    assert history[0] == again.commit
+    assert history[1] == start  # built on the reset head
+    assert dropped not in history

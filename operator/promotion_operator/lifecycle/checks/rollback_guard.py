@@ -42,10 +42,16 @@ class RollbackGuard(Check):
 
     def prepare(self, ctx: CheckContext) -> None:
         """Start the lockless fetch, so it overlaps the registry's answers (a WAN's round
-        trips each); none when this process knows the remote head."""
+        trips each). When this process knows the remote head, the check decides on that
+        and the fetch (one per clone at a time) is only a head start for the push."""
         repo = open_repository(ctx.config, ctx.ports, ctx.env)
         known = repo.known_head()
-        ctx.prepared[self.name] = (repo, _Known(known) if known else EARLY.submit(repo.snapshot))
+        if known is None:
+            ctx.prepared[self.name] = (repo, EARLY.submit(repo.snapshot))
+            return
+        ctx.prepared[self.name] = (repo, _Known(known))
+        # not waited for: a head start for the push, should someone have pushed since
+        repo.prefetch(EARLY.submit)
 
     def run(self, ctx: CheckContext) -> list[Outcome]:
         """Failed for an unasked rollback; passed (and maybe vouched) for an asked one."""
@@ -160,7 +166,10 @@ def push_guard(
         if head == checked:
             return
         current = _version(text, env)
-        found = rollback_of(version, current, repo.promotions_of(head, env.overlay_file, version))
+        if current == version:
+            return  # already there: nothing will be pushed (AlreadyAtVersion)
+        history = repo.promotions_of(head, env.overlay_file, version, remember=False)
+        found = rollback_of(version, current, history)
         if found is not None and not promotion.spec.rollback:
             raise refusal(env, version, current, found)
         if vouched and (found is None or found.vouch is None):
