@@ -68,11 +68,12 @@ def test_a_recreated_old_promotion_is_refused_and_rollback_true_moves_back(
 def test_a_newer_version_pushed_by_hand_after_the_operator_looked_is_not_rolled_back(
     kube: Kube, operator: OperatorProcess, fresh_world: World, e2e_namespace: str
 ) -> None:
-    """The operator knows the branch as its dry run fetched it (prod at the old version),
-    so its checks fetch nothing; then a human pushes a newer version by hand. Promoting
-    the tested version, older than the human's, must not move prod back: the push builds
-    on the human's commit (the optimistic push is rejected, the edit runs again there) and
-    the rule is decided again on that commit."""
+    """The operator knows the branch as its dry run fetched it (prod at the old version);
+    then a human pushes a newer version by hand. Promoting the tested version, older than
+    the human's, must not move prod back, whichever decision sees the human's commit
+    first: the checks (when a status refresh round has fetched it by then), or the edit,
+    which decides again on the commit its push builds on (after the optimistic push on
+    the old head is refused). The unit tests pin each path on its own."""
     ns = e2e_namespace
     kube.apply(*fresh_world.objects(ns))
     kube.apply(promotion(ns, "look", NEW_VERSION, dryRun=True, reason="what would change"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -52,6 +53,8 @@ SECRETS_PREFIX = "promotion-ssh-"
 # a WAN a fresh connection costs several round trips before git says a word, and the
 # refresh's fetch every 30 s keeps it open.
 SSH_PERSIST_SECONDS = 300
+# A push's ref update the server refused for where the branch is (not a transport error).
+_REFUSED_UPDATE = re.compile(r"\[rejected\]|non-fast-forward|fetch first|stale info")
 # Local git (checkout, commit, log) on a big repository is slow, never endless.
 LOCAL_TIMEOUT = 300.0
 
@@ -133,7 +136,12 @@ class GitRunner:
             )
             if network and not result.ok:  # a local non-zero is often an answer (diff --quiet)
                 CALL_ERRORS.labels("git", operation).inc()
-                self._close_shared_connection(env)  # the next call starts afresh
+                if not _REFUSED_UPDATE.search(result.output):
+                    # the connection may be what failed: the next call starts afresh; a
+                    # push the server refused (the branch moved) was an answer over a
+                    # working connection, and its retry's fetch would pay the SSH
+                    # handshake again (about 6 round trips over a WAN)
+                    self._close_shared_connection(env)
             return result
 
     def _control_path(self) -> Path | None:

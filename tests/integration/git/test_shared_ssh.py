@@ -13,7 +13,7 @@ import pytest
 
 from promotion_operator.domain.errors import PromotionError, Reason
 from promotion_operator.gitops import GitRepository, SSHAuth
-from promotion_sandbox.gitserver import SSHGitServer, generate_ssh_key
+from promotion_sandbox.gitserver import SSHGitServer, commit_files, generate_ssh_key
 
 pytestmark = pytest.mark.integration
 
@@ -53,3 +53,27 @@ def test_an_open_connection_is_reused_by_the_same_credentials_only(
         unverified.sync()
     assert unknown_host.value.reason is Reason.GIT_AUTH_FAILED
     first.sync()  # the good connection still serves its own credentials
+
+
+def _sockets() -> dict[Path, int]:
+    """The shared connections' sockets, with their inodes (a reopened one has another)."""
+    found = Path("/tmp").glob("promotion-ssh-*-mux/*")
+    return {path: path.stat().st_ino for path in found if path.is_socket()}
+
+
+def test_a_push_refused_because_the_branch_moved_keeps_the_connection(
+    ssh_server: SSHGitServer, bare_repo: Path, tmp_path: Path
+) -> None:
+    """A rejected push is the server's answer over a working connection: its retry (a
+    fetch and a push) rides on the same one instead of a new SSH handshake."""
+    good = SSHAuth(ssh_server.client_private_key, ssh_server.known_hosts)
+    repo = _repo(ssh_server, bare_repo, tmp_path / "a", good)
+    repo.sync()  # known current: the next push is optimistic
+    opened = _sockets()
+    assert opened
+    commit_files(bare_repo, {"README.md": "someone else\n"}, message="ci")
+
+    pushed = repo.commit_and_push(lambda _read: {"app.txt": "ours\n"}, "ours", batch=True)
+
+    assert pushed.changed and pushed.attempts == 2  # refused once, then on the new head
+    assert _sockets() == opened  # none closed and opened again
