@@ -469,7 +469,13 @@ class EventQueue:
     def _post(self, core: client.CoreV1Api, namespace: str, event: client.CoreV1Event) -> None:
         try:
             with _translated(f"create events/{event.metadata.name} in {namespace}"):
-                core.create_namespaced_event(namespace, event, _request_timeout=self._timeout)
+                # the answer is not read into objects: nothing needs it, and this thread's
+                # allocations would keep a malloc arena of their own resident
+                answer: Any = core.create_namespaced_event(
+                    namespace, event, _request_timeout=self._timeout, _preload_content=False
+                )
+                answer.drain_conn()  # an urllib3 response: read to its end, then its
+                answer.release_conn()  # connection goes back to the pool
         except (RetryableError, NotFoundError) as error:  # refused, away, namespace gone
             EVENTS.labels("failed").inc()
             log.info("Event %s not posted: %s", event.reason, error)

@@ -18,9 +18,20 @@ class _SlowCore:
         self.release = threading.Event()
         self.created: list[str] = []
 
-    def create_namespaced_event(self, _namespace: str, event: Any, **_: Any) -> None:
+    def create_namespaced_event(self, _namespace: str, event: Any, **_: Any) -> _Answer:
         self.release.wait(30)
         self.created.append(event.reason)
+        return _Answer()
+
+
+class _Answer:
+    """Stands in for urllib3's response: nothing to read."""
+
+    def drain_conn(self) -> None:
+        """Nothing left to read."""
+
+    def release_conn(self) -> None:
+        """No connection to give back."""
 
 
 def _event(reason: str) -> client.CoreV1Event:
