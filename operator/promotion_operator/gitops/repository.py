@@ -105,7 +105,11 @@ class _Job:
 _GUARD = threading.Lock()
 _UNCONFIRMED = "\0unconfirmed"  # an edit with nothing to change on an unfetched tree
 _QUEUES: dict[Path, list[_Job]] = {}
-_FRESH: set[Path] = set()
+_FRESH: dict[Path, float] = {}  # clone -> when (monotonic) it was last known current
+# A head-start fetch is not worth it while this process's own knowledge is this recent
+# (seconds): in a burst its pushes follow each other, and the fetches would only load
+# the machine and move the remote ref under the batch.
+PREFETCH_AFTER = 2.0
 _PREFETCHING: set[Path] = set()  # clones with a head-start fetch queued or running
 
 
@@ -550,11 +554,11 @@ class GitRepository:
 
     def _mark_fresh(self) -> None:
         with _GUARD:
-            _FRESH.add(self._clone_dir)
+            _FRESH[self._clone_dir] = time.monotonic()
 
     def _forget_fresh(self) -> None:
         with _GUARD:
-            _FRESH.discard(self._clone_dir)
+            _FRESH.pop(self._clone_dir, None)
 
     def known_head(self) -> str | None:
         """The remote branch's head as this process last left it, without the network or
@@ -580,7 +584,8 @@ class GitRepository:
 
     def prefetch(self, submit: Callable[[Callable[[], None]], object]) -> bool:
         """Hand `submit` (a bounded pool) a lockless fetch of the branch, unless one of
-        this clone is queued or running already; False then.
+        this clone is queued or running already, or this process fetched or pushed it in
+        the last `PREFETCH_AFTER` seconds; False then.
 
         A head start for a push that would otherwise build on an old head and be
         rejected: git moves the clone's remote branch ref with the fetch, so the push
@@ -588,7 +593,9 @@ class GitRepository:
         is only logged: the push decides, and fetches for itself when it must.
         """
         with _GUARD:
-            if self._clone_dir in _PREFETCHING:
+            known = _FRESH.get(self._clone_dir)
+            recent = known is not None and time.monotonic() - known < PREFETCH_AFTER
+            if recent or self._clone_dir in _PREFETCHING:
                 return False
             _PREFETCHING.add(self._clone_dir)
 
