@@ -150,15 +150,13 @@ def _translated(what: str, operation: str | None = None) -> Iterator[None]:
     if operation is None:  # "<verb> <resource>[/<name>] ...": never a name, a closed set
         verb, _, rest = what.partition(" ")
         operation = f"{verb} {rest.split('/', 1)[0].split(' ', 1)[0]}"
-    began = time.monotonic()
+    began, failed = time.monotonic(), False
     try:
         yield
     except ApiException as error:
         if error.status == 404:  # an answer, not a failed call
-            CALL_SECONDS.labels("kube", operation).observe(time.monotonic() - began)
             raise NotFoundError(what) from None
-        CALL_ERRORS.labels("kube", operation).inc()
-        CALL_SECONDS.labels("kube", operation).observe(time.monotonic() - began)
+        failed = True
         raise RetryableError(
             Reason.KUBERNETES_API_ERROR,
             f"cannot {what}: API server answered {error.status} {error.reason}",
@@ -166,13 +164,15 @@ def _translated(what: str, operation: str | None = None) -> Iterator[None]:
     except (urllib3.exceptions.HTTPError, OSError) as error:
         # the API server restarting or unreachable: as retryable as a 503 (the fault
         # campaign found these escaping as bugs while kube-apiserver restarted)
-        CALL_ERRORS.labels("kube", operation).inc()
-        CALL_SECONDS.labels("kube", operation).observe(time.monotonic() - began)
+        failed = True
         raise RetryableError(
             Reason.KUBERNETES_API_ERROR,
             f"cannot {what}: API server unreachable ({type(error).__name__})",
         ) from None
-    CALL_SECONDS.labels("kube", operation).observe(time.monotonic() - began)
+    finally:
+        CALL_SECONDS.labels("kube", operation).observe(time.monotonic() - began)
+        if failed:
+            CALL_ERRORS.labels("kube", operation).inc()
 
 
 @dataclass(frozen=True)

@@ -450,18 +450,19 @@ class GitRepository:
                 # push optimistically on a known-current clone; after a rejection, fetch,
                 # unless a fetch meanwhile (the checks' head start, a status refresh) has
                 # already brought the branch on past the head the rejected push built on
-                moved = base is not None and self._remote_head() != base
+                remote = self._remote_head() if base is not None else None  # cloned by now
+                moved = remote is not None and remote != base
                 fetched = (attempt > 1 and not moved) or (attempt == 1 and not self._is_fresh())
                 if fetched:
-                    self._sync_locked()
-                elif moved or self._git("rev-parse", "HEAD") != self._remote_head():
-                    self._checkout_remote()
-                base = self._git("rev-parse", "HEAD")
+                    base = self._sync_locked()
+                else:  # on the remote head as this clone knows it (a fetch may have moved it)
+                    remote = remote or self._remote_head()
+                    head = self._git("rev-parse", "HEAD")
+                    base = remote if head == remote else self._checkout_remote()
                 committed = self._commit_all(pending, attempt, fetched=fetched)
                 if committed is None:
                     # "nothing to change" is a claim about the remote: fetch, then decide
-                    self._sync_locked()
-                    base = self._git("rev-parse", "HEAD")
+                    base = self._sync_locked()
                     committed = self._commit_all(pending, attempt, fetched=True)
                 if not committed:
                     return

@@ -106,16 +106,16 @@ def _collect(repo: Repository, read: Future[str]) -> str:
     try:
         return read.result()
     except RetryableError:
-        # the status refresh may be fetching into the same ref this instant (git refuses
-        # a second ref lock); one more try costs a fetch, a retry round ~2 s
-        return repo.snapshot()
+        return _fetch(repo)
 
 
 def _fetch(repo: Repository) -> str:
     try:
         return repo.snapshot()
     except RetryableError:
-        return repo.snapshot()  # as in `_collect`: a concurrent fetch into the same ref
+        # the status refresh may be fetching into the same ref this instant (git refuses
+        # a second ref lock); one more try costs a fetch, a retry round ~2 s
+        return repo.snapshot()
 
 
 def _version(text: str | None, env: Environment) -> str | None:
