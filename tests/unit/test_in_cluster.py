@@ -49,3 +49,13 @@ def test_without_a_token_no_service_account(
 ) -> None:
     monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(tmp_path / "none"))
     assert not in_cluster()
+
+
+def test_the_client_keeps_a_connection_for_every_thread_that_calls_at_once() -> None:
+    """urllib3 throws away a connection the pool has no room for: with the client's
+    default (5 per CPU) a burst opened a new TLS connection for most API calls."""
+    from promotion_operator import k8s
+
+    pool = k8s._new_client().rest_client.pool_manager
+    assert pool.connection_pool_kw["maxsize"] == k8s.CONNECTIONS
+    assert k8s.CONNECTIONS >= 16 + 8 + 1  # the promotion workers, before-push checks, Events
