@@ -11,6 +11,7 @@ a silently wrong commit.
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -173,6 +174,14 @@ class _Overlay:
 
     @classmethod
     def parse(cls, text: str) -> _Overlay:
+        # one promotion reads the same text several times (its version, the edit, the
+        # rollback rule), some of it under the repository's lock: a small text is parsed once
+        if len(text) <= _REMEMBERED_CHARS:
+            return _remembered_parse(text)
+        return cls._parse(text)
+
+    @classmethod
+    def _parse(cls, text: str) -> _Overlay:
         size = len(text.encode("utf-8", "surrogatepass"))
         if size > MAX_OVERLAY_BYTES:
             raise PermanentError(
@@ -225,6 +234,17 @@ class _Overlay:
                 "keep one entry",
             )
         return found[0] if found else None
+
+
+# The parses kept: the 32 newest texts of at most this many characters (typical overlays
+# have a few hundred). A parse holds about 50 bytes per character, so whatever tenants
+# write the cache stays under 7 MiB.
+_REMEMBERED_CHARS = 4096
+
+
+@functools.lru_cache(maxsize=32)
+def _remembered_parse(text: str) -> _Overlay:
+    return _Overlay._parse(text)
 
 
 class _BoundedComposer(Composer):
