@@ -187,6 +187,7 @@ def _burst(
             for i, n in enumerate(names)
         )
     )
+    applied = time.monotonic() - began
     ends = []
     for i in range(len(names)):
         try:
@@ -196,6 +197,7 @@ def _burst(
     return {
         "burst_promotions": len(names),
         "burst_wall_s": round(max(end.moment for end in ends) - began, 2),
+        "burst_applied_s": round(applied, 2),
         "burst_succeeded": sum(1 for end in ends if end.phase == "Succeeded"),
         "burst_commits": len(world.remote_messages()) - commits_before,
     }

@@ -328,11 +328,8 @@ class FakeRepository:
         """Files at a commit."""
         return {path: self.file_at(commit, path) for path in paths}
 
-    def promotions_of(
-        self, commit: str, relative: str, version: str, *, remember: bool = True
-    ) -> list[PromotionCommit]:
+    def promotions_of(self, commit: str, relative: str, version: str) -> list[PromotionCommit]:
         """The operator's commits that moved `relative` to or from `version`, newest first."""
-        del remember
         found: list[PromotionCommit] = []
         by_sha = {c.sha: c for c in self.commits}
         at = by_sha.get(commit)

@@ -8,18 +8,22 @@ fetch of one branch and a hard reset. Failures come back as the domain's typed g
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime as dt
+import functools
 import hashlib
 import logging
 import re
 import shutil
+import stat
 import tempfile
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from promotion_operator.domain.errors import PermanentError, PromotionError, Reason
 from promotion_operator.domain.gitfailures import GitPushRejectedError, git_failure
@@ -54,14 +58,31 @@ _SHALLOW_SINCE = "promotion-operator-shallow-since"
 # Record separators for `git log` output that no commit message can contain.
 _FIELD = "\x1f"
 _RECORD = "\x1e"
-# promotions_of answers, per (clone, file, version): the head they were read at and the
-# commits found. The next look reads only the commits since (a soak's rounds cost almost
-# nothing); a rewritten branch starts afresh. Bounded (least recently used dropped).
-_PROMOTIONS_CACHE: OrderedDict[tuple[str, str, str], tuple[str, list[PromotionCommit]]] = (
-    OrderedDict()
-)
-_PROMOTIONS_CACHE_SIZE = 4096
-_PROMOTIONS_CACHE_LOCK = threading.Lock()
+# promotions_of's memory, per (clone, version): the operator's commits that name the
+# version, each with the files it changed and the first head it was read at. A look at a
+# later head reads only the commits since the newest head read; a look at a head read
+# before reads nothing (a burst's checks and pushes ask at the heads it made); a rewritten
+# branch starts afresh. Bounded: at most _PROMOTIONS_VERSIONS versions holding at most
+# _PROMOTIONS_ENTRIES commits in all (least recently used versions dropped), and
+# _PROMOTIONS_HEADS heads per version.
+_PROMOTIONS_VERSIONS = 4096
+_PROMOTIONS_ENTRIES = 50_000
+_PROMOTIONS_HEADS = 64
+_PROMOTIONS_LOCK = threading.Lock()
+
+
+@dataclass
+class _VersionHistory:
+    """What the clone's history says of one version, read up to some heads."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)  # one reader of git at a time
+    heads: OrderedDict[str, int] = field(default_factory=OrderedDict)  # head -> its number
+    newest: str | None = None
+    # (number of the first head it was read at, the commit, the files it changed), newest first
+    commits: list[tuple[int, PromotionCommit, frozenset[str]]] = field(default_factory=list)
+
+
+_PROMOTIONS: OrderedDict[tuple[str, str], _VersionHistory] = OrderedDict()
 
 
 @dataclass(frozen=True)
@@ -92,10 +113,23 @@ class _Job:
     done: threading.Event = field(default_factory=threading.Event)
     result: PushResult | None = None
     error: Exception | None = None
+    # the context of the thread that queued it: its edit and checks run in another
+    # thread (the batch's), and their log lines still name its Promotion
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
 
     def finish(self, result: PushResult | None = None, error: Exception | None = None) -> None:
         self.result, self.error = result, error
         self.done.set()
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """One job's commit before it is written: {repository path: (mode, content)}, message."""
+
+    job: _Job
+    files: Mapping[str, tuple[str, bytes]]
+    message: str
+    when: int = field(default_factory=lambda: int(time.time()))  # the commit's date, epoch
 
 
 # Shared by every GitRepository of a clone (they are made per reconcile), keyed by the
@@ -103,8 +137,12 @@ class _Job:
 # hold the remote branch as it is (set by a fetch or an accepted push of this process,
 # cleared by any failure: only then may a promotion skip its fetch).
 _GUARD = threading.Lock()
-_UNCONFIRMED = "\0unconfirmed"  # an edit with nothing to change on an unfetched tree
 _QUEUES: dict[Path, list[_Job]] = {}
+_EDITING: dict[Path, str] = {}  # clone -> the commit a batch's edits read, while they run
+# Where `git fast-import` writes a batch's commits before they are pushed by their sha.
+_BATCH_REF = "refs/promotion-operator/batch"
+# The batch's `before_push` checks run side by side (each is a look at the cluster).
+_BEFORE_PUSH = ThreadPoolExecutor(max_workers=8, thread_name_prefix="before-push")
 _FRESH: dict[Path, float] = {}  # clone -> when (monotonic) it was last known current
 # A head-start fetch is not worth it while this process's own knowledge is this recent
 # (seconds): in a burst its pushes follow each other, and the fetches would only load
@@ -215,18 +253,18 @@ class GitRepository:
         with self.lock():
             if not self._has_clone():
                 self._sync_locked()
-            path = self._confined(relative)
-            try:
-                return path.read_bytes().decode("utf-8")
-            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-                raise PermanentError(
-                    Reason.INVALID_OVERLAY,
-                    f"{relative} is not a file on branch {self.branch} of {self._shown_url}",
-                ) from None
-            except UnicodeDecodeError:
-                raise PermanentError(
-                    Reason.INVALID_OVERLAY, f"{relative} is not UTF-8 text"
-                ) from None
+            return self._read_confined(self._confined(relative), relative)
+
+    def _read_confined(self, path: Path, relative: str) -> str:
+        try:
+            return path.read_bytes().decode("utf-8")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise PermanentError(
+                Reason.INVALID_OVERLAY,
+                f"{relative} is not a file on branch {self.branch} of {self._shown_url}",
+            ) from None
+        except UnicodeDecodeError:
+            raise PermanentError(Reason.INVALID_OVERLAY, f"{relative} is not UTF-8 text") from None
 
     def find_commit(
         self,
@@ -241,6 +279,9 @@ class GitRepository:
         selects the candidates that mention the first trailer anywhere, and only a trailer
         block that holds every pair counts, so a reason quoting a trailer forges nothing.
         With `refresh` (the default) it fetches first, so the answer reflects the remote.
+        Without, it fetches only when this process does not know the clone to be current
+        (`sync(if_stale=True)`), and otherwise reads without the lock: enough to find this
+        operator's own commits, which only the leader pushes.
         """
         if not trailers:
             raise ValueError("find_commit needs at least one trailer")
@@ -253,11 +294,15 @@ class GitRepository:
         ]
         if since is not None:
             args.append(f"--since={since.astimezone(dt.UTC).isoformat()}")
-        with self.lock():
-            if refresh or not self._has_clone():
-                self._fetch_or_clone()
-            self._deepen_to(since)
-            out = self._git_raw(*args, self._remote_ref, "--")
+        if not refresh and self._is_fresh() and self._has_clone() and not self._shallower(since):
+            with shared_use(self._use_path):  # a push may move the ref meanwhile: either is ours
+                out = self._git_raw(*args, self._remote_ref, "--")
+        else:
+            with self.lock():
+                if refresh or not self._is_fresh() or not self._has_clone():
+                    self._fetch_or_clone()
+                self._deepen_to(since)
+                out = self._git_raw(*args, self._remote_ref, "--")
         for record in out.split(_RECORD):
             sha, _, message = record.strip("\n").partition(_FIELD)
             if sha and has_trailers(message, trailers):
@@ -289,9 +334,7 @@ class GitRepository:
                 records.append(CommitRecord(sha, committed, message))
         return records
 
-    def promotions_of(
-        self, commit: str, relative: str, version: str, *, remember: bool = True
-    ) -> list[PromotionCommit]:
+    def promotions_of(self, commit: str, relative: str, version: str) -> list[PromotionCommit]:
         """The operator's commits that moved a file to or from `version`, newest first.
 
         One `git log` over the whole history up to `commit` (no window that would hide an
@@ -300,36 +343,78 @@ class GitRepository:
         commit that changed `relative` and whose trailer block names a Promotion counts.
         Grepping for the version rather than limiting by path spares git a tree diff of
         every commit (3.6 s against about 1 s over 30,000 commits on the loaded test
-        machine, `bench/rollback_history.py`), and a later look at the same version reads
-        only the commits since the last one. Local: `commit` comes from `snapshot()` or
-        `sync()`. `remember=False` leaves the cache as it is: for a commit of this process
-        not pushed yet (a batch's), which a rejected push would make the cache's base.
+        machine, `bench/rollback_history.py`). What it read serves every file: a later
+        look at the version reads only the commits since (`_VersionHistory`). Local:
+        `commit` comes from `snapshot()`, `sync()` or `known_head()`.
         """
         confine_path(self._clone_dir, relative)
         if commit.startswith("-"):
             raise ValueError(f"not a commit: {commit!r}")
-        key = (str(self._clone_dir), relative, version)
-        with _PROMOTIONS_CACHE_LOCK:
-            cached = _PROMOTIONS_CACHE.get(key)
-        since: str | None = None
-        if cached is not None and (
-            cached[0] == commit or self._run(["merge-base", "--is-ancestor", cached[0], commit]).ok
-        ):
-            since = cached[0]
-        newer = [] if since == commit else self._promotions_since(commit, since, relative, version)
-        found = newer + (cached[1] if since is not None and cached is not None else [])
-        if not remember:
-            return found
-        with _PROMOTIONS_CACHE_LOCK:
-            _PROMOTIONS_CACHE[key] = (commit, found)
-            _PROMOTIONS_CACHE.move_to_end(key)
-            while len(_PROMOTIONS_CACHE) > _PROMOTIONS_CACHE_SIZE:
-                _PROMOTIONS_CACHE.popitem(last=False)
-        return list(found)
+        history = self._version_history(version)
+        with history.lock:
+            number = history.heads.get(commit)
+            if number is not None:
+                history.heads.move_to_end(commit)
+                commits = [(c, names) for n, c, names in history.commits if n <= number]
+            elif history.newest is not None and self._is_ancestor(history.newest, commit):
+                newer = self._promotions_since(commit, history.newest, version)
+                self._remember(history, commit, newer)
+                commits = [(c, names) for _, c, names in history.commits]
+            elif history.newest is not None and self._is_ancestor(commit, history.newest):
+                # an older head (a look that began before a push): what it cannot see yet
+                later = self._promotions_since(history.newest, commit, version)
+                unseen = {c.sha for c, _ in later}
+                commits = [(c, names) for _, c, names in history.commits if c.sha not in unseen]
+            else:  # a first look, or a rewritten branch
+                history.heads.clear()
+                history.commits.clear()
+                self._remember(history, commit, self._promotions_since(commit, None, version))
+                commits = [(c, names) for _, c, names in history.commits]
+        self._bound_promotions()
+        return [c for c, names in commits if relative in names]
+
+    def _version_history(self, version: str) -> _VersionHistory:
+        key = (str(self._clone_dir), version)
+        with _PROMOTIONS_LOCK:
+            history = _PROMOTIONS.get(key)
+            if history is None:
+                history = _PROMOTIONS[key] = _VersionHistory()
+            _PROMOTIONS.move_to_end(key)
+            return history
+
+    @staticmethod
+    def _remember(
+        history: _VersionHistory,
+        head: str,
+        found: list[tuple[PromotionCommit, frozenset[str]]],
+    ) -> None:
+        number = max(history.heads.values(), default=0) + 1
+        history.commits[:0] = [(number, c, names) for c, names in found]
+        history.heads[head] = number
+        history.newest = head
+        while len(history.heads) > _PROMOTIONS_HEADS:
+            history.heads.popitem(last=False)
+
+    @staticmethod
+    def _bound_promotions() -> None:
+        with _PROMOTIONS_LOCK:
+            total = sum(len(h.commits) for h in _PROMOTIONS.values())
+            while len(_PROMOTIONS) > 1 and (
+                total > _PROMOTIONS_ENTRIES or len(_PROMOTIONS) > _PROMOTIONS_VERSIONS
+            ):
+                _, dropped = _PROMOTIONS.popitem(last=False)
+                total -= len(dropped.commits)
+
+    def _is_ancestor(self, older: str, newer: str) -> bool:
+        return older == newer or self._run(["merge-base", "--is-ancestor", older, newer]).ok
 
     def _promotions_since(
-        self, commit: str, since: str | None, relative: str, version: str
-    ) -> list[PromotionCommit]:
+        self, commit: str, since: str | None, version: str
+    ) -> list[tuple[PromotionCommit, frozenset[str]]]:
+        """The operator's commits up to `commit` (and not up to `since`) that moved some
+        file to or from `version`, newest first, with the files each changed."""
+        if commit == since:
+            return []
         revisions = [commit] if since is None else [commit, f"^{since}"]
         result = self._runner.run(
             [
@@ -350,16 +435,16 @@ class GitRepository:
         )
         if not result.ok:
             raise self._error("git log in the clone of", result)
-        found: list[PromotionCommit] = []
+        found: list[tuple[PromotionCommit, frozenset[str]]] = []
         for record in result.out.split(_RECORD):
             sha, _, rest = record.partition(_FIELD)
             when, _, rest = rest.partition(_FIELD)
             message, _, names = rest.rpartition(_FIELD)
-            if not sha or relative not in names.split("\n"):
+            if not sha:
                 continue
             parsed = parse_promotion_commit(sha, when, message)
             if parsed is not None and version in (parsed.old, parsed.new):
-                found.append(parsed)
+                found.append((parsed, frozenset(n for n in names.split("\n") if n)))
         return found
 
     def commit_and_push(
@@ -413,7 +498,7 @@ class GitRepository:
                 commit = self._git("rev-parse", "HEAD")
                 if before_push is not None:
                     before_push()
-                if self._push(base):
+                if self._push(base, commit):
                     return PushResult(commit, attempt, changed=True)
         raise GitPushRejectedError(
             f"push to branch {self.branch} of {self._shown_url} was rejected as "
@@ -441,42 +526,13 @@ class GitRepository:
         return job.result
 
     def _push_batch(self, jobs: list[_Job], max_attempts: int) -> None:
-        """Under the lock: commit each job's edit on a fresh tree, push all; retry the
-        pushed ones on top of a moved branch. Every job is finished on return."""
-        pending = list(jobs)
-        base: str | None = None
+        """Under the lock: push every job's edit, as few pushes as the edits allow (one,
+        unless two edits touch the same path: the later waits for the next push, so it
+        reads what the earlier one wrote). Every job is finished on return."""
         try:
-            for attempt in range(1, max_attempts + 1):
-                # push optimistically on a known-current clone; after a rejection, fetch,
-                # unless a fetch meanwhile (the checks' head start, a status refresh) has
-                # already brought the branch on past the head the rejected push built on
-                remote = self._remote_head() if base is not None else None  # cloned by now
-                moved = remote is not None and remote != base
-                fetched = (attempt > 1 and not moved) or (attempt == 1 and not self._is_fresh())
-                if fetched:
-                    base = self._sync_locked()
-                else:  # on the remote head as this clone knows it (a fetch may have moved it)
-                    remote = remote or self._remote_head()
-                    head = self._git("rev-parse", "HEAD")
-                    base = remote if head == remote else self._checkout_remote()
-                committed = self._commit_all(pending, attempt, fetched=fetched)
-                if committed is None:
-                    # "nothing to change" is a claim about the remote: fetch, then decide
-                    base = self._sync_locked()
-                    committed = self._commit_all(pending, attempt, fetched=True)
-                if not committed:
-                    return
-                if self._push(base):
-                    for job, commit in committed:
-                        job.finish(PushResult(commit, attempt, changed=True))
-                    return
-                pending = [job for job, _ in committed]
-            rejected = GitPushRejectedError(
-                f"push to branch {self.branch} of {self._shown_url} was rejected as "
-                f"non-fast-forward {max_attempts} times in a row: the branch keeps moving"
-            )
-            for job in pending:
-                job.finish(error=rejected)
+            waiting = list(jobs)
+            while waiting:
+                waiting = self._push_round(waiting, max_attempts)
         except Exception as error:  # a failed fetch or push: every job still open shares it
             self._forget_fresh()
             for job in jobs:
@@ -487,67 +543,241 @@ class GitRepository:
                 if not job.done.is_set():
                     job.finish(error=GitPushRejectedError("the batch push ended early"))
 
-    def _commit_all(
-        self, jobs: list[_Job], attempt: int, *, fetched: bool
-    ) -> list[tuple[_Job, str]] | None:
-        """Commit every open job on the current head; the (job, commit) pairs to push.
+    def _push_round(self, jobs: list[_Job], max_attempts: int) -> list[_Job]:
+        """One push of the open jobs whose paths no earlier job of the round touches:
+        each edit reads the tree of the remote head, their commits are written in one
+        `git fast-import` (one commit per edit, with its own message, so each Promotion's
+        trailers stay its own) and pushed at once; on a moved branch, all of it again on
+        the new head. Returns the jobs left for the next round."""
+        base: str | None = None
+        for attempt in range(1, max_attempts + 1):
+            base, fetched = self._round_base(base, attempt)
+            plan = self._plan(jobs, attempt, base, fetched=fetched)
+            if plan is None:
+                # "nothing to change" is a claim about the remote: fetch, then decide
+                base, fetched = self._sync_locked(), True
+                plan = self._plan(jobs, attempt, base, fetched=True)
+            planned, waiting = plan or ([], [])
+            commits = self._commit_planned(base, planned)
+            if not commits:
+                return waiting
+            if self._push(base, commits[-1][1]):
+                for item, commit in commits:
+                    item.job.finish(PushResult(commit, attempt, changed=True))
+                self._note_pushed(base, commits)
+                self._check_out(commits[-1][1])
+                return waiting
+            jobs = [job for job in jobs if not job.done.is_set()]
+        raise GitPushRejectedError(
+            f"push to branch {self.branch} of {self._shown_url} was rejected as "
+            f"non-fast-forward {max_attempts} times in a row: the branch keeps moving"
+        )
 
-        None when the tree was not fetched in this attempt and an edit found nothing to
-        change: the clone may be behind someone else's commit, so that answer needs a
-        fetch (the caller syncs, which also drops this pass's commits, and asks again).
-        """
-        committed: list[tuple[_Job, str]] = []
-        for job in jobs:
-            if job.done.is_set():
+    def _round_base(self, base: str | None, attempt: int) -> tuple[str, bool]:
+        """The commit this attempt builds on, with the worktree checked out at it, and
+        whether it was fetched now. The first attempt trusts a known-current clone; after
+        a rejection it fetches, unless a fetch meanwhile (the checks' head start, a status
+        refresh) has already brought the branch on past the head the rejected push
+        built on."""
+        remote = self._remote_head() if base is not None else None  # cloned by now
+        moved = remote is not None and remote != base
+        if (attempt > 1 and not moved) or (attempt == 1 and not self._is_fresh()):
+            return self._sync_locked(), True
+        remote = remote or self._remote_head()
+        if self._git("rev-parse", "HEAD") == remote:
+            return remote, False
+        return self._checkout_remote(), False
+
+    def _note_pushed(self, base: str, commits: list[tuple[_Planned, str]]) -> None:
+        """Hand what this push added on `base` (the lease made it exactly the remote's
+        head) to every version history read up to `base`: the next look at the pushed
+        head reads nothing. A history busy reading git is left to read for itself."""
+        pushed: list[tuple[PromotionCommit, frozenset[str]]] = []
+        for item, sha in commits:
+            when = dt.datetime.fromtimestamp(item.when, dt.UTC).isoformat()
+            parsed = parse_promotion_commit(sha, when, item.message)
+            if parsed is not None:
+                pushed.insert(0, (parsed, frozenset(item.files)))
+        clone = str(self._clone_dir)
+        with _PROMOTIONS_LOCK:
+            histories = [(v, h) for (c, v), h in _PROMOTIONS.items() if c == clone]
+        for version, history in histories:
+            if not history.lock.acquire(blocking=False):
                 continue
-            outcome = self._commit_job(job, attempt, confirm_unchanged=fetched)
-            if outcome is _UNCONFIRMED:
-                return None
-            if outcome is not None:
-                committed.append((job, outcome))
-        return committed
+            try:
+                if history.newest == base:
+                    found = [(c, files) for c, files in pushed if version in (c.old, c.new)]
+                    self._remember(history, commits[-1][1], found)
+            finally:
+                history.lock.release()
 
-    def _commit_job(self, job: _Job, attempt: int, *, confirm_unchanged: bool) -> str | None:
-        """Commit one job's edit on the current head; None when it needs no push (it is
-        finished then: unchanged, or its own error, the tree put back); `_UNCONFIRMED`
-        when it changes nothing but the tree was not fetched (`confirm_unchanged` off)."""
-        head = self._git("rev-parse", "HEAD")
+    def _check_out(self, commit: str) -> None:
+        """Move the worktree (clean, at the commit the pushed ones build on) to what was
+        pushed, so the clone is at the remote head as after any sync. A failure here is
+        only logged: the push landed, and the next round checks out what it needs."""
         try:
-            changes = job.edit(self.read_file)
-            if changes:
-                for relative, text in changes.items():
-                    path = self._confined(relative)
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    path.write_bytes(text.encode("utf-8"))
-                # only the edited paths: a monorepo's thousands of files are not scanned
-                self._git("add", "--", *changes)
-            if not changes or self._run(["diff", "--cached", "--quiet"]).ok:
-                self._restore(head)
-                if not confirm_unchanged:
-                    return _UNCONFIRMED
-                job.finish(PushResult(None, attempt, changed=False))
-                return None
-            self._commit(job.message)
-            commit = self._git("rev-parse", "HEAD")
-            if job.before_push is not None:
-                job.before_push()
-        except Exception as error:  # this edit only (a bad overlay, a newer Promotion)
-            self._restore(head)
-            job.finish(error=error)
+            self._git("checkout", "--quiet", "--force", "--no-track", "-B", self.branch, commit)
+        except PromotionError as error:
+            log.warning("checking out the pushed commit in %r failed: %s", self, error.message)
+
+    def _plan(
+        self, jobs: list[_Job], attempt: int, base: str, *, fetched: bool
+    ) -> tuple[list[_Planned], list[_Job]] | None:
+        """Run each open job's edit on the tree at `base`: the planned commits, and the
+        jobs that read or write a path an earlier planned commit changes (they wait for
+        the next round). A job that changes nothing is finished, unless the tree was not
+        fetched in this attempt: then None, as the clone may be behind someone else's
+        commit (the caller fetches and plans again)."""
+        planned: list[_Planned] = []
+        waiting: list[_Job] = []
+        written: set[str] = set()
+        folders: set[str] = set()  # the folders that hold a written path
+        with _GUARD:
+            _EDITING[self._clone_dir] = base
+        try:
+            for job in jobs:
+                if job.done.is_set():
+                    continue
+                touched: set[str] = set()
+                try:
+                    read = functools.partial(self._read_noting, touched)
+                    changes = job.context.run(job.edit, read)
+                    files = self._changed_files(changes or {}, touched)
+                    if _overlaps(touched, written, folders):
+                        waiting.append(job)
+                        continue
+                    if not files:
+                        if not fetched:
+                            return None
+                        job.finish(PushResult(None, attempt, changed=False))
+                        continue
+                    message = job.message() if callable(job.message) else job.message
+                    planned.append(_Planned(job, files, _commit_text(message, self._secrets)))
+                except Exception as error:  # this edit only (a bad overlay, a newer Promotion)
+                    job.finish(error=error)
+                    continue
+                written.update(files)
+                folders.update(str(f) for path in files for f in PurePosixPath(path).parents)
+        finally:
+            with _GUARD:
+                _EDITING.pop(self._clone_dir, None)
+        return planned, waiting
+
+    def _read_noting(self, touched: set[str], relative: str) -> str:
+        """`read_file` for an edit of a batch: notes which repository path it read."""
+        path = self._confined(relative)
+        touched.add(self._repository_path(path))
+        return self._read_confined(path, relative)
+
+    def _changed_files(
+        self, changes: Mapping[str, str], touched: set[str]
+    ) -> dict[str, tuple[str, bytes]]:
+        """The edit's files whose text differs from the tree, by repository path (a
+        symlink inside the repository resolved, as a checkout would write through it):
+        {path: (git file mode, content)}. The paths join `touched`."""
+        files: dict[str, tuple[str, bytes]] = {}
+        for relative, text in changes.items():
+            path = self._confined(relative)
+            key = self._repository_path(path)
+            touched.add(key)
+            folder = path.parent
+            while not folder.exists():
+                folder = folder.parent
+            if path.is_dir() or not folder.is_dir():
+                raise PermanentError(
+                    Reason.INVALID_OVERLAY,
+                    f"cannot write {relative}: the repository has a "
+                    f"{'folder' if path.is_dir() else 'file'} in its way",
+                )
+            content = text.encode("utf-8")
+            if path.is_file():
+                if path.read_bytes() == content:
+                    continue
+                mode = "100755" if path.stat().st_mode & stat.S_IXUSR else "100644"
+            else:
+                mode = "100644"
+            files[key] = (mode, content)
+        return files
+
+    def _repository_path(self, path: Path) -> str:
+        return path.relative_to(self._clone_dir.resolve()).as_posix()
+
+    def _commit_planned(self, base: str, planned: list[_Planned]) -> list[tuple[_Planned, str]]:
+        """Write the planned commits on `base` and run their jobs' `before_push` (side by
+        side: each is a look at the cluster); a job whose `before_push` raises is finished
+        with that error and the chain is written again without it. The (planned, commit)
+        pairs, oldest first."""
+        checked: set[int] = set()
+        while planned:
+            commits = self._import(base, planned)
+            unchecked = [p.job for p in planned if id(p.job) not in checked]
+            failed = _run_before_push(unchecked)
+            checked.update(id(job) for job in unchecked)
+            if not failed:
+                return list(zip(planned, commits, strict=True))
+            for job, error in failed:
+                job.finish(error=error)
+            planned = [p for p in planned if not p.job.done.is_set()]
+        return []
+
+    def _import(self, base: str, planned: list[_Planned]) -> list[str]:
+        """One `git fast-import` that writes a commit per planned edit, each on the last,
+        the first on `base`; returns their shas. The worktree and HEAD stay at `base`."""
+        name, email = self._runner.author
+        stream = bytearray(b"feature done\n")
+        for number, item in enumerate(planned, 1):
+            message = item.message.encode("utf-8")
+            ident = f"{name} <{email}> {item.when} +0000".encode()
+            stream += b"commit %s\nmark :%d\n" % (_BATCH_REF.encode(), number)
+            stream += b"author %s\ncommitter %s\n" % (ident, ident)
+            stream += b"data %d\n%s\n" % (len(message), message)
+            if number == 1:
+                stream += b"from %s\n" % base.encode()
+            for path, (mode, content) in item.files.items():
+                blob = self._filtered_blob(path, content)
+                if blob is None:
+                    stream += b"M %s inline %s\ndata %d\n" % (
+                        mode.encode(),
+                        _quoted(path),
+                        len(content),
+                    )
+                    stream += content + b"\n"
+                else:
+                    stream += b"M %s %s %s\n" % (mode.encode(), blob.encode(), _quoted(path))
+            stream += b"\n"
+        stream += b"".join(b"get-mark :%d\n" % n for n in range(1, len(planned) + 1))
+        stream += b"done\n"
+        result = self._run(
+            ["fast-import", "--quiet", "--force", "--date-format=raw", "--cat-blob-fd=1"],
+            stdin=bytes(stream),
+        )
+        commits = result.out.split()
+        if not result.ok or len(commits) != len(planned):
+            for report in (self._clone_dir / ".git").glob("fast_import_crash_*"):
+                report.unlink(missing_ok=True)
+            raise self._error("git fast-import in the clone of", result)
+        return commits
+
+    def _filtered_blob(self, path: str, content: bytes) -> str | None:
+        """The blob `git add` would store for `content` at `path` when a `.gitattributes`
+        of the tree may convert it (line endings, encodings); None when nothing can (the
+        text is the blob, as nearly always)."""
+        folders = [self._clone_dir, *(self._clone_dir / p for p in PurePosixPath(path).parents)]
+        sources = [self._clone_dir / ".git" / "info" / "attributes"]
+        sources += [folder / ".gitattributes" for folder in folders]
+        if not any(source.is_file() for source in sources):
             return None
-        return commit
+        return self._git_stdin(content, "hash-object", "-w", "--stdin", f"--path={path}")
+
+    def _git_stdin(self, stdin: bytes, *args: str) -> str:
+        result = self._run(list(args), stdin=stdin)
+        if not result.ok:
+            raise self._error(f"git {args[0]} in the clone of", result)
+        return result.out.strip()
 
     def _commit(self, message: Message) -> None:
-        text = message() if callable(message) else message
-        # Defence in depth: the caller builds the message, but a credential must never land
-        # in the repository's history even if one slipped into a reason text.
-        text = redact(text, self._secrets)
-        # whitespace cleanup keeps lines starting with '#' (a reason may have them).
-        self._git("commit", "--no-verify", "--quiet", "--cleanup=whitespace", "-m", text)
-
-    def _restore(self, head: str) -> None:
-        self._git("reset", "--quiet", "--hard", head)
-        self._git("clean", "-ffdx", "--quiet")
+        text = _commit_text(message() if callable(message) else message, self._secrets)
+        self._git("commit", "--no-verify", "--quiet", "--cleanup=verbatim", "-m", text)
 
     def _is_fresh(self) -> bool:
         with _GUARD:
@@ -620,7 +850,9 @@ class GitRepository:
     def current_head(self) -> str:
         """The commit the worktree is at: under the lock, the parent of the next commit."""
         with self.lock():
-            return self._git("rev-parse", "HEAD")
+            with _GUARD:
+                editing = _EDITING.get(self._clone_dir)
+            return editing or self._git("rev-parse", "HEAD")
 
     def snapshot(self) -> str:
         """Fetch the remote branch into a ref of its own and return its head commit.
@@ -789,18 +1021,22 @@ class GitRepository:
             raise self._error("git clone from", result)
         (scratch / ".git" / _SHALLOW_SINCE).write_text(f"{since}\n")
 
+    def _shallower(self, since: dt.datetime | None) -> bool:
+        """Whether the clone is shallow and may lack commits made after `since`."""
+        if not (self._clone_dir / ".git" / "shallow").is_file():
+            return False
+        try:
+            bound = int((self._clone_dir / ".git" / _SHALLOW_SINCE).read_text())
+        except (FileNotFoundError, ValueError):
+            return True  # unknown: trust nothing
+        return since is None or int(since.timestamp()) < bound
+
     def _deepen_to(self, since: dt.datetime | None) -> None:
         """Make a shallow clone hold every commit made after `since` (all, for None)."""
+        if not self._shallower(since):
+            return
         marker = self._clone_dir / ".git" / _SHALLOW_SINCE
-        if not (self._clone_dir / ".git" / "shallow").is_file():
-            return
-        try:
-            bound: int | None = int(marker.read_text())
-        except (FileNotFoundError, ValueError):
-            bound = None  # unknown: trust nothing
         wanted = None if since is None else int(since.timestamp())
-        if bound is not None and wanted is not None and wanted >= bound:
-            return
         refspec = f"+refs/heads/{self.branch}:{self._remote_ref}"
         if wanted is None:
             self._network("fetch", "--quiet", "--no-tags", "--unshallow", "origin", refspec)
@@ -815,28 +1051,36 @@ class GitRepository:
             raise self._error("git fetch from", result)
         marker.write_text(f"{wanted}\n")
 
-    def _push(self, base: str) -> bool:
-        """Push HEAD, built on `base`, to the branch: True when accepted, False when the
-        branch is no longer at `base` (moved on, or reset: the lease).
+    def _push(self, base: str, head: str) -> bool:
+        """Push commit `head`, built on `base`, to the branch: True when accepted, False
+        when the branch is no longer at `base` (moved on, or reset: the lease).
 
         The lease (`--force-with-lease=<branch>:<base>`, which the server checks as it
         updates the ref) makes the push a compare-and-swap on the commit our commits were
         built on: fast-forward alone would also accept a branch reset backwards to an
         ancestor of it, and then the remote's head before our commits would not be the
-        commit the edit (and its rollback rule) read. HEAD descends from `base`, so what
+        commit the edit (and its rollback rule) read. `head` descends from `base`, so what
         the lease lets through is a fast-forward.
         """
-        self._forget_fresh()  # an unclear answer may or may not have moved the branch
         lease = f"--force-with-lease=refs/heads/{self.branch}:{base}"
-        result = self._runner.run(
-            ["push", "--porcelain", lease, "--", "origin", f"HEAD:refs/heads/{self.branch}"],
-            cwd=self._clone_dir,
-            network=True,
-        )
+        try:
+            result = self._runner.run(
+                ["push", "--porcelain", lease, "--", "origin", f"{head}:refs/heads/{self.branch}"],
+                cwd=self._clone_dir,
+                network=True,
+            )
+        except BaseException:
+            self._forget_fresh()
+            raise
         if result.ok:
-            self._git("update-ref", self._remote_ref, "HEAD")  # what the remote now holds
+            self._git("update-ref", self._remote_ref, head)  # what the remote now holds
             self._mark_fresh()
             return True
+        # refused (the branch moved) or an unclear answer (it may have landed): either way
+        # the clone no longer knows the remote; while the push was under way it still did
+        # (the lockless crash-safety lookup reads the ref meanwhile: neither value can
+        # hold a commit of the Promotion that reads it, as none of its commits is in flight)
+        self._forget_fresh()
         both = result.output
         rejected = re.search(r"\[rejected\]|non-fast-forward|fetch first|stale info", both)
         if rejected and "[remote rejected]" not in both:
@@ -879,3 +1123,65 @@ class GitRepository:
     def _error(self, operation: str, result: Result) -> PromotionError:
         """Sort a failed git command into a typed, redacted error."""
         return git_failure(operation, self._shown_url, self.branch, result.output, self._secrets)
+
+
+def _commit_text(message: str, secrets: Sequence[str]) -> str:
+    """The message as `git commit --cleanup=whitespace` stores it: no whitespace at line
+    ends, a run of empty lines made one, none at the start or the end (lines starting
+    with '#' are kept: a reason may have them). Secrets are redacted first: the caller
+    builds the message, but a credential must never land in the history even if one
+    slipped into a reason text."""
+    kept: list[str] = []
+    for raw in redact(message, secrets).split("\n"):
+        line = raw.rstrip(" \t\n\v\f\r")
+        if line or (kept and kept[-1]):
+            kept.append(line)
+    while kept and not kept[-1]:
+        kept.pop()
+    if not kept:
+        raise ValueError("a commit needs a message")
+    return "\n".join(kept) + "\n"
+
+
+def _quoted(path: str) -> bytes:
+    """A path as `git fast-import` reads it: C-style quoted when it must be."""
+    raw = path.encode("utf-8")
+    if b'"' not in raw and b"\n" not in raw:
+        return raw
+    escaped = raw.replace(b"\\", b"\\\\").replace(b'"', b'\\"').replace(b"\n", b"\\n")
+    return b'"' + escaped + b'"'
+
+
+def _overlaps(paths: set[str], written: set[str], folders: set[str]) -> bool:
+    """Whether a path is written, holds a written path, or lies under a written file."""
+    return any(
+        path in written
+        or path in folders
+        or any(str(parent) in written for parent in PurePosixPath(path).parents)
+        for path in paths
+    )
+
+
+def _run_before_push(jobs: Sequence[_Job]) -> list[tuple[_Job, Exception]]:
+    """Run the jobs' `before_push` hooks, side by side when there are several; the jobs
+    whose hook raised, with what it raised."""
+
+    def run(job: _Job, hook: Callable[[], None]) -> Exception | None:
+        try:
+            job.context.run(hook)
+        except Exception as error:  # the job's own outcome, handed back
+            return error
+        return None
+
+    hooks = [(job, job.before_push) for job in jobs if job.before_push is not None]
+    outcomes: list[tuple[_Job, Exception | None]] = []
+    if len(hooks) == 1:
+        outcomes = [(job, run(job, hook)) for job, hook in hooks]
+    elif hooks:
+        try:
+            futures = [(job, _BEFORE_PUSH.submit(run, job, hook)) for job, hook in hooks]
+        except RuntimeError:  # the process is shutting down: one after the other
+            outcomes = [(job, run(job, hook)) for job, hook in hooks]
+        else:
+            outcomes = [(job, future.result()) for job, future in futures]
+    return [(job, error) for job, error in outcomes if error is not None]

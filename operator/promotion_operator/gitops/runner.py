@@ -1,7 +1,8 @@
 """The hermetic git process: our options only, credentials for one call, a hard deadline.
 
-Every git process runs with no system or global git config, no ssh config, no credential
-helper but ours, no `ext::` transport, no prompts and no HTTP redirects. Credentials live
+Every git process runs with no system or global git config (nor a global attributes
+file), no ssh config, no credential helper but ours, no `ext::` transport, no prompts
+and no HTTP redirects. Credentials live
 only in the child's environment or in a private temporary folder for the length of one
 network call; they never reach a URL, a git config file or argv. A call that outlives its
 deadline is killed with its whole process group (git, ssh, remote helpers), with nothing
@@ -103,9 +104,16 @@ class GitRunner:
         self._auth = auth
         self._allow_file = allow_file
         self._timeout = timeout
+        if any(ch in part for part in author for ch in "<>\n\0"):
+            raise ValueError("a commit author's name and email cannot hold <, > or a newline")
         self._author = author
         self._ca_bundle = ca_bundle
         self._secrets_dir = secrets_dir
+
+    @property
+    def author(self) -> tuple[str, str]:
+        """The (name, email) our commits carry as author and committer."""
+        return self._author
 
     def run(
         self,
@@ -174,6 +182,7 @@ class GitRunner:
             "protocol.ext.allow=never",
             "credential.helper=",  # drop any helper; only ours below may answer
             "core.hooksPath=/dev/null",
+            "core.attributesFile=/dev/null",  # only the repository's own .gitattributes
             "core.askPass=",
             "gc.autoDetach=false",  # no background gc outliving our lock
             "commit.gpgSign=false",

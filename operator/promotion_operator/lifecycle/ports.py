@@ -64,7 +64,8 @@ class Repository(Protocol):
         since: dt.datetime | None = None,
         refresh: bool = True,
     ) -> str | None:
-        """Return the newest remote commit carrying all these trailers."""
+        """Return the newest remote commit carrying all these trailers (without
+        `refresh`, it fetches only when the clone is not known to be current)."""
         ...
 
     def commit_and_push(
@@ -106,11 +107,8 @@ class Repository(Protocol):
         """Files at a commit (None for a path that is no file)."""
         ...
 
-    def promotions_of(
-        self, commit: str, relative: str, version: str, *, remember: bool = True
-    ) -> list[PromotionCommit]:
-        """The operator's commits that moved a file to or from `version`, newest first
-        (`remember=False`: a commit not pushed yet, kept out of any cache)."""
+    def promotions_of(self, commit: str, relative: str, version: str) -> list[PromotionCommit]:
+        """The operator's commits that moved a file to or from `version`, newest first."""
         ...
 
 

@@ -9,6 +9,7 @@ at any point never yields a second commit.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -152,12 +153,14 @@ def promote(
     (the edit decides again on any other commit: `push_guard`)."""
     repo = open_repository(config, ports, env)
     version = promotion.spec.version
-    with repo.lock():
-        # The lookup below needs only this operator's own pushes, which a known-current
-        # clone holds (a new leader's first sync fetches); a dry run's diff must be
-        # against the remote as it is, so it always fetches. The previous version for the
-        # commit message is read by the edit itself, on the tree the commit is made on.
-        repo.sync(if_stale=not promotion.spec.dry_run)
+    # A dry run's diff must be against the remote as it is: it fetches, and reads the
+    # tree under the lock. A promotion takes the lock only in its batch push: the lookup
+    # below needs only this operator's own pushes, which a known-current clone holds (a
+    # new leader's first look fetches), and reads them without the lock. The previous
+    # version for the commit message is read by the edit itself, on the tree it edits.
+    with repo.lock() if promotion.spec.dry_run else contextlib.nullcontext():
+        if promotion.spec.dry_run:
+            repo.sync()
         found = repo.find_commit(
             identity_trailers(promotion.uid, promotion.generation),
             since=_since(promotion),

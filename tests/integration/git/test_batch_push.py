@@ -14,7 +14,12 @@ import pytest
 from promotion_operator.domain.errors import PermanentError, PromotionError, Reason
 from promotion_operator.gitops import GitRepository, PushResult, Reader
 from promotion_operator.gitops import repository as repository_module
-from promotion_sandbox.gitserver import branch_head, commit_files, commit_messages
+from promotion_sandbox.gitserver import (
+    branch_head,
+    commit_files,
+    commit_messages,
+    read_remote_file,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -254,3 +259,107 @@ def test_a_head_start_fetch_moves_the_known_head_and_is_skipped_while_knowledge_
     fetch()
     assert repo.known_head() == other  # the push will build on what it found
     assert repo.prefetch(ran.append)  # done: the next one may start
+
+
+# --- the batch's commits: one fast-import per push ---
+
+
+def test_two_edits_of_one_file_go_in_two_pushes_the_later_reading_the_earlier(
+    bare_repo: Path, cache_dir: Path
+) -> None:
+    pushes = _count_pushes(bare_repo)
+    path = "k8s/overlays/prod-0/kustomization.yaml"
+    seen: list[str] = []
+
+    def append(line: str) -> Callable[[Reader], dict[str, str]]:
+        def edit(read: Reader) -> dict[str, str]:
+            try:
+                text = read(path)
+            except PermanentError:
+                text = ""
+            seen.append(text)
+            return {path: text + line}
+
+        return edit
+
+    results = _run_queued(
+        bare_repo,
+        cache_dir,
+        [(append("one\n"), _message(0), None), (append("two\n"), _message(1), None)],
+    )
+    assert all(isinstance(r, PushResult) and r.changed for r in results), results
+    assert read_remote_file(bare_repo, path) == "one\ntwo\n"  # nothing lost
+    assert pushes.read_text().count("push") == 2
+    assert seen[-1] == "one\n"  # the later edit ran again, on what the earlier pushed
+
+
+def test_a_batch_commit_stores_what_git_add_would_and_keeps_the_file_mode(
+    bare_repo: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    script, crlf = "k8s/run.sh", "k8s/overlays/prod-1/kustomization.yaml"
+    commit_files(
+        bare_repo,
+        {".gitattributes": "k8s/overlays/** text eol=crlf\n", crlf: "tag: 0\n"},
+        message="attributes",
+    )
+    work = tmp_path / "work"  # an executable file, committed by hand
+    subprocess.run(["git", "clone", "--quiet", str(bare_repo), str(work)], check=True)
+    (work / script).write_text("#!/bin/sh\n")
+    (work / script).chmod(0o755)
+    ident = ["-c", "user.name=t", "-c", "user.email=t@e"]
+    subprocess.run(["git", "-C", str(work), "add", script], check=True)
+    subprocess.run(["git", "-C", str(work), *ident, "commit", "-qm", "x"], check=True)
+    subprocess.run(["git", "-C", str(work), "push", "-q", "origin", "HEAD:main"], check=True)
+
+    repo = _repo(bare_repo, cache_dir)
+    edit = {script: "#!/bin/sh\necho 2\n", crlf: "tag: 1\r\n"}  # as the checkout shows it
+    assert repo.commit_and_push(lambda _read: edit, _message(0), batch=True).changed
+    tree = subprocess.run(
+        ["git", "-C", str(bare_repo), "ls-tree", "-r", "main"],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    assert "100755 blob" in next(line for line in tree.splitlines() if line.endswith(script))
+    assert read_remote_file(bare_repo, crlf) == "tag: 1\n"  # normalised, as `git add` does
+    assert read_remote_file(bare_repo, script) == "#!/bin/sh\necho 2\n"
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "subject\n\nbody\n",
+        "\n\n  subject  \t\n\n\n\nbody line   \n# kept\n\n\n",
+        "subject\r\n\r\nbody\r\n",
+        "one line",
+        "a\n \n\t\nb\n\n",
+    ],
+)
+def test_a_batch_commit_message_is_what_git_commit_would_store(
+    bare_repo: Path, cache_dir: Path, message: str
+) -> None:
+    repo = _repo(bare_repo, cache_dir)
+    result = repo.commit_and_push(_edit(0), message, batch=True)
+    stored = subprocess.run(
+        ["git", "-C", str(bare_repo), "cat-file", "commit", str(result.commit)],
+        check=True, capture_output=True, text=True,
+    ).stdout.split("\n\n", 1)[1]  # fmt: skip
+    cleaned = subprocess.run(
+        ["git", "stripspace"], input=message, check=True, capture_output=True, text=True
+    ).stdout
+    assert stored == cleaned
+
+
+def test_the_crash_safety_lookup_of_a_known_current_clone_takes_no_lock(
+    bare_repo: Path, cache_dir: Path
+) -> None:
+    repo = _repo(bare_repo, cache_dir)
+    pushed = repo.commit_and_push(_edit(0), _message(0), batch=True).commit
+    answers: list[str | None] = []
+    with repo.lock():  # a batch push holds it, for as long as it takes
+        reader = threading.Thread(
+            target=lambda: answers.append(
+                _repo(bare_repo, cache_dir).find_commit(_trailers(0), refresh=False)
+            )
+        )
+        reader.start()
+        reader.join(30)
+        assert answers == [pushed]  # answered while the lock was held

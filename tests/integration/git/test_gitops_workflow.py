@@ -10,6 +10,7 @@ import subprocess
 import threading
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -426,6 +427,61 @@ def test_promotions_of_reads_only_new_commits_later_and_starts_afresh_after_a_re
     subprocess.run(["git", "update-ref", "refs/heads/main", before], cwd=bare_repo, check=True)
     commit_files(bare_repo, {"README.md": "rewritten\n"}, message="rewrite")
     assert repo.promotions_of(repo.snapshot(), OVERLAY, new) == []
+
+
+def test_promotions_of_an_older_head_leaves_out_what_came_after_it(
+    bare_repo: Path, cache_dir: Path
+) -> None:
+    """A check that read the head before a push asks about that head after the push has
+    been looked at: the later commit is not in its history."""
+    repo = GitRepository(f"file://{bare_repo}", "main", cache_dir=cache_dir, allow_file=True)
+    old, new = "v20250812-a1b2c3d", "v20250819-f3b8541"
+    before = repo.snapshot()
+    assert repo.promotions_of(before, OVERLAY, new) == []
+    text = read_remote_file(bare_repo, OVERLAY).replace(old, new)
+    commit_files(bare_repo, {OVERLAY: text}, message=_promotion_message("to-new", old, new))
+    other = "k8s/overlays/dev/kustomization.yaml"
+    commit_files(bare_repo, {other: text}, message=_promotion_message("dev", old, new))
+    after = repo.snapshot()
+    (found,) = repo.promotions_of(after, OVERLAY, new)  # the other file's is not this one's
+    assert found.promotion == "tvhub/to-new"
+    assert [c.promotion for c in repo.promotions_of(after, other, new)] == ["tvhub/dev"]
+    assert repo.promotions_of(before, OVERLAY, new) == []  # asked at the old head again
+    middle = subprocess.run(
+        ["git", "-C", str(bare_repo), "rev-parse", "main^"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    assert repo.promotions_of(middle, OVERLAY, new) == [found]  # a head never looked at
+    assert repo.promotions_of(middle, other, new) == []
+
+
+def test_our_own_push_is_in_the_history_without_reading_git_again(
+    bare_repo: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = GitRepository(f"file://{bare_repo}", "main", cache_dir=cache_dir, allow_file=True)
+    old, new = "v20250812-a1b2c3d", "v20250819-f3b8541"
+    assert repo.promotions_of(repo.snapshot(), OVERLAY, new) == []
+    text = read_remote_file(bare_repo, OVERLAY).replace(old, new)
+    pushed = repo.commit_and_push(
+        lambda _read: {OVERLAY: text}, _promotion_message("ours", old, new), batch=True
+    )
+    assert pushed.commit == branch_head(bare_repo)
+    ran: list[list[str]] = []
+    runner = repo._runner  # watching which git commands run
+    run = runner.run
+
+    def watched(args: list[str], **options: Any) -> Any:
+        ran.append(args)
+        return run(args, **options)
+
+    monkeypatch.setattr(runner, "run", watched)
+    (found,) = repo.promotions_of(pushed.commit, OVERLAY, new)
+    assert found.sha == pushed.commit and found.promotion == "tvhub/ours"
+    assert ran == []  # the push told the history what it added
+    from_git = GitRepository(
+        f"file://{bare_repo}", "main", cache_dir=cache_dir / "x", allow_file=True
+    )
+    assert from_git.promotions_of(from_git.snapshot(), OVERLAY, new) == [found]  # as git says
 
 
 def test_a_commit_without_parent_is_no_promotion_of_every_overlay(

@@ -152,8 +152,10 @@ def push_guard(
 ) -> Callable[[str], None]:
     """The rollback rule once more, for the overlay text the edit is about to change.
 
-    Called under the repository lock with the worktree at the commit the push builds on;
-    nothing to do when that is the commit RollbackGuard decided on (`checked`). Otherwise
+    Called under the repository lock with the worktree at the commit the push builds on
+    (in a batch, the remote head its commits go on: none before this one in the batch
+    touches this overlay, `GitRepository._plan`); nothing to do when that is the commit
+    RollbackGuard decided on (`checked`). Otherwise
     the branch moved since the checks: an unasked rollback fails WouldRollBack (nothing
     is pushed), and a rollback whose upstream checks were skipped on the proof of an
     earlier promotion (`vouched`) needs that proof at this commit too, or the round
@@ -168,7 +170,7 @@ def push_guard(
         current = _version(text, env)
         if current == version:
             return  # already there: nothing will be pushed (AlreadyAtVersion)
-        history = repo.promotions_of(head, env.overlay_file, version, remember=False)
+        history = repo.promotions_of(head, env.overlay_file, version)
         found = rollback_of(version, current, history)
         if found is not None and not promotion.spec.rollback:
             raise refusal(env, version, current, found)
